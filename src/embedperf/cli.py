@@ -1,0 +1,201 @@
+"""The embedperf command line. Commands only: the work lives in the layers below."""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from embedperf.models.registry import DEFAULT_MODEL, MODELS, UnknownModel, sources_for
+from embedperf.spec import SpecError
+
+app = typer.Typer(
+    help="Benchmark embedding-model inference across runtimes: latency, throughput, memory and parity "
+         "with the PyTorch fp32 reference, in numbers that say how they were obtained.",
+    no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+)
+cache_app = typer.Typer(help="Show or free the prepare cache (exports, workloads).", no_args_is_help=True)
+app.add_typer(cache_app, name="cache")
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+@app.command()
+def run(
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name (hub id); see `embedperf models`."),
+    source: Optional[str] = typer.Option(None, help="Where weights come from: hub, local, package, twin, tiny "
+                                         "(default: package where one exists, else twin)."),
+    path: Optional[str] = typer.Option(None, help="Snapshot folder, with --source local."),
+    revision: Optional[str] = typer.Option(None, help="Hub revision, with --source hub."),
+    runtimes: str = typer.Option("torch,onnxruntime-python,openvino", "--runtimes", "-r",
+                                 help="Comma-separated runtimes, or `all`; see `embedperf runtimes`."),
+    batch: str = typer.Option("1,8", "--batch", "-b", help="Comma-separated batch sizes."),
+    seq: str = typer.Option("16,128", "--seq", "-s", help="Comma-separated sequence lengths (tokens)."),
+    suite: Optional[Path] = typer.Option(None, help="A suite YAML file; its keys replace the options above."),
+    device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
+    precision: str = typer.Option("fp32", help="fp32 (default), fp16 or bf16: never chosen silently."),
+    threads: Optional[int] = typer.Option(None, help="Intra-op threads (default: the CPUs this process may use)."),
+    truncate_dim: Optional[int] = typer.Option(None, help="Matryoshka: keep this many dims, then re-normalize."),
+    warmup: int = typer.Option(3, help="Untimed warm-up calls per shape (the first is reported as first call)."),
+    min_calls: int = typer.Option(10, help="Timed calls per shape, at least."),
+    min_seconds: float = typer.Option(2.0, help="Seconds of timed calls per shape, at least."),
+    max_seconds: float = typer.Option(60.0, help="Cap on the timed loop of one shape."),
+    load_timeout: float = typer.Option(600.0, help="Seconds a runner may take to load before it counts as hung."),
+    grace: float = typer.Option(120.0, help="Seconds per shape beyond --max-seconds before a runner counts as hung."),
+    memory_limit_mb: Optional[float] = typer.Option(None, help="Kill a runner whose RSS passes this (default: 90% "
+                                                    "of the memory available at start)."),
+    fault: Optional[str] = typer.Option(None, help="Null runners only: crash, hang, exit or oom, for fault tests."),
+    fault_at_shape: int = typer.Option(0, help="Null runners only: the shape index where --fault strikes."),
+    results: Path = typer.Option(Path("results"), help="Results root: one folder per run."),
+    resume: Optional[str] = typer.Option(None, help="RUN_ID: run only the cells of that run that are missing."),
+) -> None:
+    """Run a matrix of model x runtime x shape cells and print the table."""
+    from embedperf import spec as specs
+    from embedperf.orchestrator import load_run_spec, run_spec
+    from embedperf.report.markdown import overhead_lines, table
+
+    if resume:
+        run_doc = load_run_spec(results, resume)
+    elif suite:
+        run_doc = specs.load_suite(suite)
+    else:
+        choice = specs.model_choice(model, source, path, revision, truncate_dim)
+        timing = specs.Timing(warmup=warmup, min_calls=min_calls, min_seconds=min_seconds, max_seconds=max_seconds,
+                              load_timeout=load_timeout, grace=grace)
+        run_doc = specs.build([choice], runtimes, batch, seq, device, precision, threads, timing, memory_limit_mb,
+                              fault, fault_at_shape)
+    if run_doc.memory_limit_mb is None:
+        import psutil
+
+        run_doc.memory_limit_mb = round(psutil.virtual_memory().available / 2**20 * 0.9)
+    run_id, cells = run_spec(run_doc, results, resume, say=_say)
+    from embedperf.results.store import load_cells
+
+    all_cells = load_cells([results / run_id])
+    _say("")
+    _say(table(all_cells))
+    overhead = overhead_lines(all_cells)
+    if overhead:
+        _say(overhead)
+    _say(f"results: {results / run_id}")
+    failed = [c for c in cells if c["status"] == "failed"]
+    if failed:
+        _say(f"{len(failed)} cell(s) failed")
+
+
+@app.command()
+def models() -> None:
+    """List the models embedperf knows, with their pooling, heads and sources."""
+    for spec in MODELS.values():
+        dense = " → ".join(f"{d.in_features}→{d.out_features}" for d in spec.dense) or "none"
+        mat = ", ".join(map(str, spec.matryoshka)) or "–"
+        print(f"{spec.name}\n  family {spec.family}, pooling {spec.pooling}, dense {dense}, "
+              f"output {spec.output_dim} (Matryoshka: {mat}), max length {spec.max_length}\n"
+              f"  sources: {', '.join(sources_for(spec))}")
+
+
+@app.command()
+def runtimes() -> None:
+    """List the runtimes and whether each can run on this machine (and how to fix it)."""
+    from embedperf.runners.registry import RUNTIMES, availability
+
+    for r in RUNTIMES.values():
+        reason = availability(r)
+        status = "ready" if reason is None else f"unavailable: {reason}"
+        print(f"{r.name:20s} {r.language:7s} {r.artifact:10s} {r.description}\n{'':20s} {status}")
+
+
+@app.command()
+def report(
+    dirs: list[Path] = typer.Argument(..., help="Run folders or results roots."),
+    format: str = typer.Option("markdown", "--format", "-f", help="markdown or json."),
+) -> None:
+    """Print the table of stored results (Markdown) or the cells as a JSON list."""
+    from embedperf.report.markdown import overhead_lines, table
+    from embedperf.results.store import flatten, load_cells
+
+    if format not in ("markdown", "json"):
+        raise SpecError(f"unknown format {format!r}; choose from: markdown, json")
+    missing = [str(d) for d in dirs if not d.exists()]
+    if missing:
+        raise SpecError(f"no such results folder: {', '.join(missing)}")
+    cells = load_cells(dirs)
+    if format == "json":
+        print(json.dumps([flatten(c) for c in cells], indent=1))
+        return
+    print(table(cells))
+    overhead = overhead_lines(cells)
+    if overhead:
+        print(overhead)
+
+
+@cache_app.command("ls")
+def cache_ls() -> None:
+    """Show what the prepare cache holds and its size."""
+    from embedperf.paths import cache_root
+    from embedperf.prepare.cache import dir_size, list_entries
+
+    root = cache_root()
+    entries = list_entries(root)
+    print(f"cache: {root}")
+    for e in entries:
+        stale = "  (stale: other exporter versions)" if e["stale"] else ""
+        print(f"  {e['key']}  {e['model']} ({e['source']})  {', '.join(e['artifacts'])}  {e['size_mb']:.0f} MB{stale}")
+    for sub in ("workloads", "cargo-target", "cpp-build", "deps"):
+        p = root / sub
+        if p.exists():
+            print(f"  {sub}/  {dir_size(p) / 2**20:.0f} MB")
+
+
+@cache_app.command("prune")
+def cache_prune(
+    keys: Optional[list[str]] = typer.Argument(None, help="Prepared-model keys to remove (see `cache ls`)."),
+    all_: bool = typer.Option(False, "--all", help="Remove every prepared model and workload."),
+) -> None:
+    """Free the cache: stale exports (other versions) by default, or the given keys, or --all."""
+    from embedperf.paths import cache_root
+    from embedperf.prepare.cache import prune
+
+    removed = prune(cache_root(), everything=all_, keys=keys or [])
+    for key, size in removed:
+        print(f"removed {key} ({size / 2**20:.0f} MB)")
+    print(f"freed {sum(s for _, s in removed) / 2**20:.0f} MB" if removed else "nothing to remove")
+
+
+def main() -> None:
+    """Console entry point: user mistakes are one line and exit code 2, never a traceback."""
+    from embedperf.models.sources import SourceError
+    from embedperf.prepare import PrepareError
+    from embedperf.workload.text import ShapeError
+
+    warnings.simplefilter("default")
+    try:
+        app(standalone_mode=False)
+    except (SpecError, UnknownModel, ShapeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    except (SourceError, PrepareError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as e:  # click's usage errors
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

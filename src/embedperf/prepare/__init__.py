@@ -1,0 +1,91 @@
+"""Prepare a model once: reference weights, ONNX and OpenVINO exports, cached by content hash.
+
+The work runs in a subprocess (`embedperf.prepare.build`) so the orchestrator never
+imports a framework and an export's memory is returned when it ends.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+
+from embedperf.models.registry import ModelSpec
+from embedperf.models.sources import Located
+from embedperf.prepare.cache import Prepared, prepare_key, read_manifest
+
+
+class PrepareError(RuntimeError):
+    """Preparing a model failed or was refused; the message says why."""
+
+
+def estimate_parameters(spec: ModelSpec, located: Located) -> int:
+    """Parameter count from the config (twins) or the weight files' size (real weights)."""
+    if located.folder is not None:
+        files = list(located.folder.glob("*.safetensors")) + list(located.folder.glob("*_Dense/*.safetensors"))
+        return sum(f.stat().st_size for f in files) // 4
+    c = located.identity["config"]
+    h, layers, inter, vocab = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]
+    heads = c["num_attention_heads"]
+    head_dim = c.get("head_dim") or h // heads
+    kv = c.get("num_key_value_heads", heads)
+    attn = h * head_dim * (2 * heads + 2 * kv)
+    mlp = (3 if c.get("model_type") in ("gemma3_text", "qwen3") else 2) * h * inter
+    dense = sum(d.in_features * d.out_features for d in spec.dense)
+    return vocab * h + c.get("max_position_embeddings", 0) * h * (c.get("model_type") in ("bert", "xlm-roberta")) \
+        + layers * (attn + mlp) + dense
+
+
+def check_resources(folder: Path, params: int, formats: set[str]) -> None:
+    """Refuse clearly, before exporting, when disk or memory is short."""
+    weight_bytes = params * 4
+    copies = 1 + ("onnx" in formats or "openvino" in formats) + ("openvino" in formats)
+    need_disk = int(weight_bytes * copies * 1.1)
+    free_disk = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    if free_disk < need_disk:
+        raise PrepareError(f"not enough disk to prepare: need about {need_disk / 2**30:.1f} GiB under "
+                           f"{folder.parent}, {free_disk / 2**30:.1f} GiB free")
+    # the exporter holds the model, its traced program and the serialized graph at once
+    need_mem = int(weight_bytes * 3.5) + (1 << 30)
+    free_mem = psutil.virtual_memory().available
+    if free_mem < need_mem:
+        raise PrepareError(f"not enough memory to export: need about {need_mem / 2**30:.1f} GiB, "
+                           f"{free_mem / 2**30:.1f} GiB available")
+
+
+def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: Path, threads: int,
+                    say=print) -> Prepared:
+    """The prepared folder holding every requested format, built only where missing."""
+    key = prepare_key(spec, located)
+    folder = root / key
+    manifest = read_manifest(folder) or {}
+    missing = {f for f in formats | {"reference"} if f not in manifest.get("artifacts", {})}
+    if not missing:
+        say(f"prepare: reusing {spec.name} ({located.source}) from cache {key}")
+        return Prepared(folder, manifest)
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    check_resources(folder, estimate_parameters(spec, located), missing)
+    say(f"prepare: building {', '.join(sorted(missing))} for {spec.name} ({located.source}) into cache {key}")
+    folder.mkdir(parents=True, exist_ok=True)
+    job = {"model": spec.name, "source": located.source, "folder": str(located.folder) if located.folder else None,
+           "identity": located.identity, "weights": located.weights, "formats": sorted(formats),
+           "out": str(folder), "threads": threads}
+    job_path = folder / "job.json"
+    job_path.write_text(json.dumps(job, indent=1))
+    log_path = folder / "prepare.log"
+    with open(log_path, "w") as log:
+        proc = subprocess.run([sys.executable, "-m", "embedperf.prepare.build", str(job_path)],
+                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    if proc.returncode != 0:
+        tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-1:]
+        raise PrepareError(f"preparing {spec.name} failed (exit {proc.returncode}): "
+                           f"{tail[0] if tail else 'no output'}; full log: {log_path}")
+    manifest = read_manifest(folder)
+    if not manifest:
+        raise PrepareError(f"preparing {spec.name} wrote no manifest; see {log_path}")
+    return Prepared(folder, manifest)

@@ -1,0 +1,134 @@
+"""Build a model's artifacts in a subprocess: reference safetensors, ONNX, OpenVINO IR.
+
+Run as `python -m embedperf.prepare.build JOB.json`; imports torch, so the
+orchestrator never does. Each artifact is written to a temporary folder and moved
+into place whole, so an interrupted export never looks finished.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from embedperf.models.registry import get_model
+from embedperf.models.sources import Located, materialize, sha256_file
+from embedperf.prepare.cache import MANIFEST, exporter_versions
+
+ONNX_OPSET = 18
+EXTERNAL_DATA_BYTES = 2_000_000_000  # protobuf's 2 GB limit: larger graphs keep weights beside them
+
+
+def log(msg: str) -> None:
+    print(f"[prepare] {msg}", flush=True)
+
+
+def _sample_inputs(vocab_low: int, vocab_high: int):
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(vocab_low, vocab_high, (2, 16), generator=g)
+    mask = torch.ones(2, 16, dtype=torch.long)
+    mask[1, 11:] = 0  # a padded row, so the traced graph keeps the padding path
+    return ids, mask
+
+
+def export_onnx(model, spec, source: str, out: Path, param_bytes: int) -> None:
+    import torch
+
+    low, high = spec.token_scheme(source).regular
+    ids, mask = _sample_inputs(low, high)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    seq = torch.export.Dim("seq", min=2, max=spec.length_limit(source))
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "model.onnx"
+    # The dynamo exporter: the TorchScript one fails on Gemma3's masks in transformers 5.
+    program = torch.onnx.export(
+        model, (ids, mask), dynamo=True, input_names=["input_ids", "attention_mask"],
+        output_names=["sentence_embedding"],  # `embedding` collides with an internal name
+        dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
+        opset_version=ONNX_OPSET, optimize=True, verbose=False,
+    )
+    program.save(str(path), external_data=param_bytes > EXTERNAL_DATA_BYTES)
+
+
+def export_openvino(onnx_path: Path, out: Path) -> None:
+    import openvino as ov
+
+    out.mkdir(parents=True, exist_ok=True)
+    model = ov.convert_model(str(onnx_path))
+    # save_model compresses weights to fp16 unless told not to: the IR must stay fp32.
+    ov.save_model(model, str(out / "model.xml"), compress_to_fp16=False)
+
+
+def build(job: dict) -> int:
+    import torch
+
+    from embedperf.models.embedder import EmbeddingModel, save_reference
+
+    torch.set_num_threads(job["threads"])
+    spec = get_model(job["model"])
+    located = Located(job["source"], Path(job["folder"]) if job["folder"] else None, job["identity"], job["weights"])
+    folder = Path(job["out"])
+    folder.mkdir(parents=True, exist_ok=True)
+    manifest = json.loads((folder / MANIFEST).read_text()) if (folder / MANIFEST).exists() else {}
+    artifacts = manifest.setdefault("artifacts", {})
+
+    t0 = time.perf_counter()
+    log(f"building {spec.name} from {located.source} ({located.weights} weights)")
+    encoder, dense = materialize(spec, located)
+    params = sum(p.numel() for p in encoder.parameters()) + sum(w.numel() for w in dense)
+    log(f"materialized {params / 1e6:.1f}M parameters in {time.perf_counter() - t0:.1f}s")
+
+    def finish(fmt: str, tmp: Path, final: Path, entry: dict) -> None:
+        if final.exists():
+            shutil.rmtree(final)
+        tmp.rename(final)
+        entry["files"] = {p.name: sha256_file(p) for p in sorted(final.iterdir()) if p.is_file()}
+        artifacts[fmt] = entry
+
+    info = {"model": spec.name, "family": spec.family, "pooling": spec.pooling, "normalize": spec.normalize,
+            "dense": spec.dense_names(), "output_dim": spec.output_dim, "weights": located.weights}
+    if "reference" not in artifacts:
+        tmp = folder / "reference.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_reference(encoder, dense, info, tmp)
+        finish("reference", tmp, folder / "reference", {"format": "safetensors (transformers names) + heads"})
+        log("wrote reference safetensors")
+
+    model = EmbeddingModel(encoder, spec.pooling, dense, spec.normalize).eval()
+    wanted = set(job["formats"])
+    if ({"onnx", "openvino"} & wanted) and "onnx" not in artifacts:
+        t1 = time.perf_counter()
+        tmp = folder / "onnx.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        export_onnx(model, spec, located.source, tmp, params * 4)
+        finish("onnx", tmp, folder / "onnx", {"format": "onnx", "opset": ONNX_OPSET, "exporter": "torch.onnx dynamo"})
+        log(f"exported ONNX in {time.perf_counter() - t1:.1f}s")
+    if "openvino" in wanted and "openvino" not in artifacts:
+        t1 = time.perf_counter()
+        tmp = folder / "openvino.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        export_openvino(folder / "onnx" / "model.onnx", tmp)
+        finish("openvino", tmp, folder / "openvino", {"format": "openvino ir", "weights": "fp32"})
+        log(f"converted to OpenVINO IR (fp32) in {time.perf_counter() - t1:.1f}s")
+
+    manifest.update({
+        "model": spec.name, "source": located.source, "weights": located.weights,
+        "identity": located.identity if located.folder is None else {k: v for k, v in located.identity.items()},
+        "weights_sha256": artifacts["reference"]["files"]["model.safetensors"],
+        "heads_sha256": artifacts["reference"]["files"].get("heads.safetensors"),
+        "parameters": params, "versions": exporter_versions(), "created": manifest.get("created") or time.time(),
+        "key": folder.name,
+    })
+    tmp_manifest = folder / (MANIFEST + ".tmp")
+    tmp_manifest.write_text(json.dumps(manifest, indent=1) + "\n")
+    tmp_manifest.replace(folder / MANIFEST)
+    log(f"done in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(build(json.loads(Path(sys.argv[1]).read_text())))

@@ -1,0 +1,77 @@
+"""ONNX Runtime through its Python binding, with the session options every ORT runner shares."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from embedperf.runners.harness import main
+
+LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+MODES = {"sequential": ort.ExecutionMode.ORT_SEQUENTIAL, "parallel": ort.ExecutionMode.ORT_PARALLEL}
+
+
+def library_path() -> Path:
+    """The libonnxruntime shared library this wheel carries (the native runners load the same one)."""
+    capi = Path(ort.__file__).parent / "capi"
+    libs = sorted(capi.glob("libonnxruntime.so*"))
+    return libs[0] if libs else capi
+
+
+class OrtEngine:
+    def __init__(self, request: dict):
+        options = request.get("onnxruntime") or {}
+        threads = request["threads"]
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads["intra_op"]
+        so.inter_op_num_threads = threads["inter_op"]
+        so.graph_optimization_level = LEVELS[options.get("graph_optimization_level", "all")]
+        so.execution_mode = MODES[options.get("execution_mode", "sequential")]
+        so.enable_cpu_mem_arena = options.get("enable_cpu_mem_arena", True)
+        spin = "1" if options.get("allow_spinning", True) else "0"
+        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
+        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        self.requested = request["device"]
+        if self.requested.startswith("cuda"):
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise RuntimeError("device cuda requested but this onnxruntime has no CUDAExecutionProvider")
+            # never fall back to the CPU silently: a cell must run where it says
+            so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+            device_id = int(self.requested.split(":")[1]) if ":" in self.requested else 0
+            providers = [("CUDAExecutionProvider", {"device_id": device_id})]
+        else:
+            providers = ["CPUExecutionProvider"]
+        self.applied = {**options, "intra_op_num_threads": so.intra_op_num_threads,
+                        "inter_op_num_threads": so.inter_op_num_threads,
+                        "allow_spinning": spin == "1"}
+        self.session = ort.InferenceSession(request["artifact"]["path"], sess_options=so, providers=providers)
+        self.output = self.session.get_outputs()[0].name
+
+    def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+
+    def framework(self) -> dict:
+        lib = library_path()
+        digest = hashlib.sha256(lib.read_bytes()).hexdigest() if lib.is_file() else None
+        return {"name": "onnxruntime", "version": ort.__version__, "binding": f"python onnxruntime {ort.__version__}",
+                "library_path": str(lib), "library_sha256": digest}
+
+    def device(self) -> dict:
+        provider = self.session.get_providers()[0]
+        used = self.requested if provider == "CUDAExecutionProvider" else "cpu"
+        return {"requested": self.requested, "used": used, "provider": provider}
+
+    def settings(self) -> dict:
+        return self.applied
+
+
+if __name__ == "__main__":
+    main("onnxruntime-python", OrtEngine)
