@@ -50,3 +50,33 @@ def require_runtime(name: str) -> None:
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     return tmp_path / "results"
+
+
+EVERY_RUNTIME = ["torch", "onnxruntime-python", "onnxruntime-cpp", "onnxruntime-rust", "candle", "openvino",
+                 "null", "null-rust", "null-cpp"]
+_MATRICES: dict = {}
+
+
+def available(names: list[str]) -> list[str]:
+    from embedperf.runners.registry import availability, get_runtime
+
+    return [n for n in names if availability(get_runtime(n)) is None]
+
+
+@pytest.fixture(scope="session")
+def matrix(tmp_path_factory):
+    """Run (once per session) one model on every available runtime; returns (run folder, flat cells)."""
+
+    def get(model: str, source: str, batch: str = "1,3", seq: str = "24") -> tuple[Path, list[dict]]:
+        key = (model, source, batch, seq)
+        if key not in _MATRICES:
+            results = tmp_path_factory.mktemp("matrix")
+            runtimes = ",".join(available(EVERY_RUNTIME))
+            proc = embedperf("run", "--model", model, "--source", source, "--runtimes", runtimes, "--batch", batch,
+                             "--seq", seq, *FAST, "--results", str(results), timeout=1800)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            run_dir = next(p for p in results.iterdir() if p.is_dir())
+            _MATRICES[key] = (run_dir, cells_of(run_dir))
+        return _MATRICES[key]
+
+    return get

@@ -154,6 +154,8 @@ class Orchestrator:
             out[(b, s)] = path
             if not path.exists():
                 missing.append({"batch": b, "seq": s, "workload": str(w.path), "embeddings": str(path)})
+        if len(missing) < len(loads):
+            self.say(f"reference: reusing the cached PyTorch fp32 reference for {len(loads) - len(missing)} shape(s)")
         if missing:
             self.say(f"reference: PyTorch fp32 eager pass for {len(missing)} shape(s)")
             request = self.request(plan, RUNTIMES["torch"], missing, reference=True)
@@ -181,7 +183,7 @@ class Orchestrator:
             "protocol": PROTOCOL_VERSION,
             "runtime": runtime.name,
             "model": {"name": spec.name, "family": spec.family, "pooling": spec.pooling, "normalize": spec.normalize,
-                      "dense": spec.dense_names(), "output_dim": spec.output_dim,
+                      "dense": spec.dense_names(), "output_dim": spec.embedding_dim(plan.choice.source),
                       "truncate_dim": None if reference else plan.choice.truncate_dim},
             "artifact": artifact,
             "shapes": shapes,
@@ -251,7 +253,8 @@ class Orchestrator:
                             ("random" if choice.source in ("twin", "tiny") else "real")),
                 "weights_sha256": manifest.get("weights_sha256"), "heads_sha256": manifest.get("heads_sha256"),
                 "parameters": manifest.get("parameters"), "prepare_key": manifest.get("key"),
-                "artifact": runtime.artifact, "pooling": spec.pooling, "output_dim": spec.output_dim,
+                "artifact": runtime.artifact, "pooling": spec.pooling,
+                "output_dim": spec.embedding_dim(choice.source),
             },
             "machine": self.machine,
             "versions": {

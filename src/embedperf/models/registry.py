@@ -51,6 +51,7 @@ class ModelSpec:
     tiny_tokens: TokenScheme
     tiny_max_length: int
     dense: tuple[DenseHead, ...] = ()
+    tiny_dense: tuple[DenseHead, ...] = ()  # the same heads at the tiny config's width
     normalize: bool = True
     matryoshka: tuple[int, ...] = ()
     prompts: dict[str, str] = field(default_factory=dict)
@@ -65,6 +66,16 @@ class ModelSpec:
 
     def dense_names(self) -> list[str]:
         return [f"dense.{i}.weight" for i in range(len(self.dense))]
+
+    def heads(self, source: str) -> tuple[DenseHead, ...]:
+        return self.tiny_dense if source == "tiny" else self.dense
+
+    def embedding_dim(self, source: str) -> int:
+        """Width of the sentence embedding the graph returns (before any truncation)."""
+        if source != "tiny":
+            return self.output_dim
+        heads = self.tiny_dense
+        return heads[-1].out_features if heads else self.architecture("tiny")["hidden_size"]
 
     def token_scheme(self, source: str) -> TokenScheme:
         return self.tiny_tokens if source == "tiny" else self.tokens
@@ -112,6 +123,7 @@ MODELS: dict[str, ModelSpec] = {
             tiny_tokens=TokenScheme(prefix=(2,), suffix=(1,), pad=0, regular=(238, 1024)),
             tiny_max_length=256,
             dense=(DenseHead(768, 3072), DenseHead(3072, 768)),
+            tiny_dense=(DenseHead(64, 256), DenseHead(256, 64)),
             matryoshka=(512, 256, 128),
             prompts={"query": "task: search result | query: ", "document": "title: none | text: "},
             hub_dense_dirs=("2_Dense", "3_Dense"),

@@ -116,7 +116,7 @@ def materialize(spec: ModelSpec, located: Located):
         # transformers' own initialisation, under a fixed seed: a twin, not a trained model
         encoder = AutoModel.from_config(config, attn_implementation="eager", dtype=torch.float32)
         dense = []
-        for head in spec.dense:
+        for head in spec.heads(located.source):
             layer = torch.nn.Linear(head.in_features, head.out_features, bias=False)
             dense.append(layer.weight.detach().clone())
         return encoder.eval(), dense

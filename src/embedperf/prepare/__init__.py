@@ -35,7 +35,7 @@ def estimate_parameters(spec: ModelSpec, located: Located) -> int:
     kv = c.get("num_key_value_heads", heads)
     attn = h * head_dim * (2 * heads + 2 * kv)
     mlp = (3 if c.get("model_type") in ("gemma3_text", "qwen3") else 2) * h * inter
-    dense = sum(d.in_features * d.out_features for d in spec.dense)
+    dense = sum(d.in_features * d.out_features for d in spec.heads(located.source))
     return vocab * h + c.get("max_position_embeddings", 0) * h * (c.get("model_type") in ("bert", "xlm-roberta")) \
         + layers * (attn + mlp) + dense
 
@@ -55,6 +55,14 @@ def check_resources(folder: Path, params: int, formats: set[str]) -> None:
     if free_mem < need_mem:
         raise PrepareError(f"not enough memory to export: need about {need_mem / 2**30:.1f} GiB, "
                            f"{free_mem / 2**30:.1f} GiB available")
+
+
+def _cause(log_path: Path) -> str:
+    """The most telling line of a failed build's log: its last error line, else its last line."""
+    lines = [ln.strip() for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "Error" in ln.split(":")[0] or ln.startswith("error")]
+    pick = errors[-1] if errors else (lines[-1] if lines else "no output")
+    return pick[:300]
 
 
 def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: Path, threads: int,
@@ -82,9 +90,8 @@ def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: 
         proc = subprocess.run([sys.executable, "-m", "embedperf.prepare.build", str(job_path)],
                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     if proc.returncode != 0:
-        tail = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()][-1:]
         raise PrepareError(f"preparing {spec.name} failed (exit {proc.returncode}): "
-                           f"{tail[0] if tail else 'no output'}; full log: {log_path}")
+                           f"{_cause(log_path)}; full log: {log_path}")
     manifest = read_manifest(folder)
     if not manifest:
         raise PrepareError(f"preparing {spec.name} wrote no manifest; see {log_path}")

@@ -90,7 +90,7 @@ def build(job: dict) -> int:
         artifacts[fmt] = entry
 
     info = {"model": spec.name, "family": spec.family, "pooling": spec.pooling, "normalize": spec.normalize,
-            "dense": spec.dense_names(), "output_dim": spec.output_dim, "weights": located.weights}
+            "dense": spec.dense_names(), "output_dim": spec.embedding_dim(located.source), "weights": located.weights}
     if "reference" not in artifacts:
         tmp = folder / "reference.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

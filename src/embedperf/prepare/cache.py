@@ -40,7 +40,7 @@ def prepare_key(spec: ModelSpec, located: Located) -> str:
         "model": spec.name,
         "family": spec.family,
         "pooling": spec.pooling,
-        "dense": [d.__dict__ for d in spec.dense],
+        "dense": [d.__dict__ for d in spec.heads(located.source)],
         "source": located.source,
         "identity": located.identity,
         "versions": exporter_versions(),

@@ -1,0 +1,74 @@
+"""Parity with the PyTorch fp32 reference: the real MiniLM and tiny configs of all four families."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from conftest import require_runtime
+
+REAL_RUNTIMES = ["torch", "onnxruntime-python", "onnxruntime-cpp", "onnxruntime-rust", "candle", "openvino"]
+CASES = [
+    ("sentence-transformers/all-MiniLM-L6-v2", "package"),
+    ("sentence-transformers/all-MiniLM-L6-v2", "tiny"),
+    ("google/embeddinggemma-300m", "tiny"),
+    ("Qwen/Qwen3-Embedding-0.6B", "tiny"),
+    ("BAAI/bge-m3", "tiny"),
+]
+
+
+@pytest.mark.parametrize("model, source", CASES)
+@pytest.mark.parametrize("runtime", REAL_RUNTIMES)
+def test_runtime_matches_the_reference(model, source, runtime, matrix):
+    require_runtime(runtime)
+    run_dir, cells = matrix(model, source)
+    mine = [c for c in cells if c["runtime"] == runtime]
+    assert mine, f"no {runtime} cells"
+    for cell in mine:
+        assert cell["status"] == "ok", cell["reason"]
+        assert cell["min_cosine"] >= 0.9999, cell
+
+
+@pytest.mark.parametrize("model, source", CASES)
+def test_reference_rows_differ_enough_for_parity_to_mean_something(model, source, matrix):
+    _, cells = matrix(model, source)
+    spreads = [c["reference_spread"] for c in cells if c["reference_spread"] is not None]
+    assert spreads, "no multi-row reference"
+    assert max(spreads) < 0.99, f"reference rows are too alike (spread {max(spreads):.4f}): parity would prove nothing"
+
+
+@pytest.mark.parametrize("model, source", [CASES[0], CASES[2]])
+def test_onnxruntime_bindings_agree_with_each_other(model, source, matrix):
+    run_dir, _ = matrix(model, source)
+    outs = {}
+    for runtime in ("onnxruntime-python", "onnxruntime-cpp", "onnxruntime-rust"):
+        files = sorted((run_dir / "embeddings").glob(f"*__{runtime}__*b3__s24.safetensors"))
+        if files:
+            outs[runtime] = load_file(str(files[0]))["sentence_embedding"]
+    if len(outs) < 2:
+        pytest.skip("fewer than two ONNX Runtime bindings built here")
+    base = outs.pop("onnxruntime-python")
+    for runtime, out in outs.items():
+        assert np.max(np.abs(out - base)) <= 1e-5, runtime
+
+
+def test_a_failed_parity_is_a_failed_cell_that_keeps_its_timings(matrix, tmp_path):
+    """Feed the orchestrator's parity check a wrong reference: the cell must fail but keep its samples."""
+    from embedperf.orchestrator import Orchestrator
+    from embedperf.spec import build, model_choice
+
+    run_dir, _ = matrix(*CASES[0])
+    doc = json.loads(next(run_dir.glob("*__onnxruntime-python__*b3__s24.json")).read_text())
+    orch = Orchestrator.__new__(Orchestrator)
+    orch.spec = build([model_choice(*CASES[0])], "torch", "3", "24")
+    wrong = tmp_path / "wrong.safetensors"
+    from safetensors.numpy import save_file
+
+    emb_file = next((run_dir / "embeddings").glob("*__onnxruntime-python__*b3__s24.safetensors"))
+    good = load_file(str(emb_file))["sentence_embedding"]
+    save_file({"sentence_embedding": good[::-1].copy()}, str(wrong))
+    p = orch.parity({"embeddings": str(emb_file)}, wrong)
+    assert p["min_cosine"] < 0.9999
+    assert orch.parity_failure(p).startswith("parity: min cosine")
+    assert doc["raw"]["samples_ns"]
