@@ -1,0 +1,93 @@
+"""Result documents: one self-describing JSON file per cell under results/<run-id>/."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+CELL_SCHEMA = "embedperf/cell/1"
+
+
+def cell_id(model_slug: str, source: str, runtime: str, precision: str, device: str, scenario: str,
+            batch: int, seq: int, truncate_dim: int | None = None) -> str:
+    """A file-safe name that is unique per cell of a run."""
+    parts = [model_slug, source, runtime, precision, device, scenario, f"b{batch}", f"s{seq}"]
+    if truncate_dim:
+        parts.append(f"d{truncate_dim}")
+    return re.sub(r"[^A-Za-z0-9._-]", "-", "__".join(parts))
+
+
+def existing_cells(run_dir: Path) -> set[str]:
+    """Cell ids already written in a run folder (what --resume keeps)."""
+    out = set()
+    for path in run_dir.glob("*.json"):
+        if path.name == "run.json":
+            continue
+        try:
+            doc = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if doc.get("schema") == CELL_SCHEMA:
+            out.add(doc["cell_id"])
+    return out
+
+
+def load_cells(paths: list[Path]) -> list[dict]:
+    """Every cell document under the given run folders or results roots."""
+    cells = []
+    for root in paths:
+        if root.is_file():
+            files = [root]
+        else:
+            files = sorted(root.rglob("*.json"))
+        for path in files:
+            if path.name == "run.json" or path.parent.name == "work":
+                continue
+            try:
+                doc = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(doc, dict) and doc.get("schema") == CELL_SCHEMA:
+                cells.append(doc)
+    return cells
+
+
+def flatten(doc: dict) -> dict:
+    """The flat view of a cell that `report --format json` prints."""
+    spec, summary, parity = doc["spec"], doc.get("summary") or {}, doc.get("parity") or {}
+    return {
+        "run_id": doc["run_id"],
+        "model": spec["model"],
+        "runtime": spec["runtime"],
+        "source": spec["source"],
+        "weights": doc["model"]["weights"],
+        "weights_sha256": doc["model"].get("weights_sha256"),
+        "batch": spec["batch"],
+        "seq": spec["seq"],
+        "truncate_dim": spec.get("truncate_dim"),
+        "status": doc["status"],
+        "reason": doc.get("reason"),
+        "median_ms": summary.get("median_ms"),
+        "p90_ms": summary.get("p90_ms"),
+        "p99_ms": summary.get("p99_ms"),
+        "mean_ms": summary.get("mean_ms"),
+        "cv": summary.get("cv"),
+        "ci_low_ms": summary.get("ci_low_ms"),
+        "ci_high_ms": summary.get("ci_high_ms"),
+        "n": summary.get("n"),
+        "items_per_s": summary.get("items_per_s"),
+        "load_s": summary.get("load_s"),
+        "first_call_s": summary.get("first_call_s"),
+        "peak_rss_mb": summary.get("peak_rss_mb"),
+        "loop_peak_rss_mb": summary.get("loop_peak_rss_mb"),
+        "min_cosine": parity.get("min_cosine"),
+        "mean_cosine": parity.get("mean_cosine"),
+        "max_abs_diff": parity.get("max_abs_diff"),
+        "reference_spread": parity.get("reference_spread"),
+        "threads": spec["threads"]["intra_op"],
+        "precision": spec["precision"],
+        "device": spec["device"],
+        "scenario": spec["scenario"],
+        "warnings": doc.get("warnings", []),
+    }
