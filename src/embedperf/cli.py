@@ -54,6 +54,8 @@ def run(
     fault_at_shape: int = typer.Option(0, help="Null runners only: the shape index where --fault strikes."),
     results: Path = typer.Option(Path("results"), help="Results root: one folder per run."),
     resume: Optional[str] = typer.Option(None, help="RUN_ID: run only the cells of that run that are missing."),
+    upload: Optional[str] = typer.Option(None, help="s3://bucket/prefix/: upload each cell document as soon as "
+                                         "it is written (honours AWS_ENDPOINT_URL)."),
 ) -> None:
     """Run a matrix of model x runtime x shape cells and print the table."""
     from embedperf import spec as specs
@@ -74,7 +76,15 @@ def run(
         import psutil
 
         run_doc.memory_limit_mb = round(psutil.virtual_memory().available / 2**20 * 0.9)
-    run_id, cells = run_spec(run_doc, results, resume, say=_say)
+    on_cell = None
+    if upload:
+        if not upload.startswith("s3://"):
+            raise SpecError(f"--upload takes an s3:// URI, got {upload!r}")
+        from embedperf.cloud.s3 import upload_file
+
+        def on_cell(path: Path) -> None:
+            upload_file(path, upload)
+    run_id, cells = run_spec(run_doc, results, resume, say=_say, on_cell=on_cell)
     from embedperf.results.store import load_cells
 
     all_cells = load_cells([results / run_id])
@@ -122,6 +132,7 @@ def report(
 
     if format not in ("markdown", "json"):
         raise SpecError(f"unknown format {format!r}; choose from: markdown, json")
+    dirs = _local_dirs(dirs)
     missing = [str(d) for d in dirs if not d.exists()]
     if missing:
         raise SpecError(f"no such results folder: {', '.join(missing)}")
@@ -133,6 +144,23 @@ def report(
     overhead = overhead_lines(cells)
     if overhead:
         print(overhead)
+
+
+def _local_dirs(dirs: list) -> list[Path]:
+    """Result folders, with s3:// runs downloaded to a temporary folder first."""
+    out = []
+    for d in dirs:
+        text = str(d)
+        if text.startswith("s3:/"):
+            import tempfile
+
+            from embedperf.cloud.s3 import download_run
+
+            uri = "s3://" + text[len("s3:/"):].lstrip("/")  # Path() folds the double slash
+            out.append(download_run(uri, Path(tempfile.mkdtemp(prefix="embedperf-s3-"))))
+        else:
+            out.append(Path(d))
+    return out
 
 
 @cache_app.command("ls")

@@ -71,8 +71,9 @@ class ModelPlan:
 
 
 class Orchestrator:
-    def __init__(self, spec: RunSpec, results_root: Path, run_id: str | None = None, say=print):
+    def __init__(self, spec: RunSpec, results_root: Path, run_id: str | None = None, say=print, on_cell=None):
         self.spec = spec
+        self.on_cell = on_cell  # called with each cell document's path as soon as it is written
         self.run_id = run_id or new_run_id()
         self.run_dir = results_root / self.run_id
         self.say = say
@@ -290,6 +291,8 @@ class Orchestrator:
         path = self.run_dir / f"{doc['cell_id']}.json"
         write_json_atomic(path, doc)
         self.written.append(doc)
+        if self.on_cell:
+            self.on_cell(path)
         median = doc["summary"]["median_ms"] if doc["summary"] else None
         line = f"  b{b} s{s} {runtime.name}: {doc['status']}"
         if median is not None:
@@ -326,8 +329,9 @@ def load_embeddings(path: str) -> np.ndarray:
     return load_file(path)["sentence_embedding"]
 
 
-def run_spec(spec: RunSpec, results_root: Path, run_id: str | None = None, say=print) -> tuple[str, list[dict]]:
-    orch = Orchestrator(spec, results_root, run_id, say)
+def run_spec(spec: RunSpec, results_root: Path, run_id: str | None = None, say=print,
+             on_cell=None) -> tuple[str, list[dict]]:
+    orch = Orchestrator(spec, results_root, run_id, say, on_cell)
     cells = orch.run()
     return orch.run_id, cells
 

@@ -87,8 +87,15 @@ def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: 
     job_path.write_text(json.dumps(job, indent=1))
     log_path = folder / "prepare.log"
     with open(log_path, "w") as log:
-        proc = subprocess.run([sys.executable, "-m", "embedperf.prepare.build", str(job_path)],
-                              stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        # Stream the build's own progress lines ("[prepare] ...") while keeping the whole log.
+        proc = subprocess.Popen([sys.executable, "-m", "embedperf.prepare.build", str(job_path)],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                text=True, bufsize=1)
+        for line in proc.stdout:
+            log.write(line)
+            if line.startswith("[prepare]"):
+                say("  " + line.rstrip())
+        proc.wait()
     if proc.returncode != 0:
         raise PrepareError(f"preparing {spec.name} failed (exit {proc.returncode}): "
                            f"{_cause(log_path)}; full log: {log_path}")
