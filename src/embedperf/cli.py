@@ -122,9 +122,57 @@ def runtimes() -> None:
 
 
 @app.command()
+def calibrate(
+    threads: Optional[int] = typer.Option(None, help="Thread budget (default: the CPUs this process may use)."),
+    force: bool = typer.Option(False, help="Measure again even when this machine already has a profile."),
+    quick: bool = typer.Option(False, help="Small sizes, a few seconds: for tests, not a ceiling to report."),
+) -> None:
+    """Measure this machine's peak matmul GFLOP/s and memory bandwidth (the roofline's ceilings), once per thread budget."""
+    from embedperf.measure.calibrate import describe, load_or_calibrate, profile_path
+
+    entry = load_or_calibrate(threads, force=force, quick=quick)  # measures in a subprocess of its own
+    print(describe(entry))
+    print(f"profile: {profile_path()}")
+
+
+@app.command()
+def compare(
+    a: Path = typer.Argument(..., help="Baseline (A): a run folder or results root."),
+    b: Path = typer.Argument(..., help="Candidate (B): a run folder or results root."),
+    threshold: float = typer.Option(0.05, help="A change is significant only when its 95% CI lies wholly "
+                                    "outside [1 - threshold, 1 + threshold]."),
+    fail_above: Optional[float] = typer.Option(None, "--fail-above", metavar="PCT",
+                                               help="Exit 1 when a significant slowdown exceeds PCT percent."),
+    format: str = typer.Option("markdown", "--format", "-f", help="markdown or json."),
+) -> None:
+    """Median ratio B/A per matching cell, with a bootstrap 95% CI; flags significant slowdowns."""
+    from embedperf.results.compare import compare as compare_cells
+    from embedperf.results.compare import fail_above as slowdown_above
+    from embedperf.results.compare import render_markdown
+    from embedperf.results.store import load_cells
+
+    if format not in ("markdown", "json"):
+        raise SpecError(f"unknown format {format!r}; choose from: markdown, json")
+    if not 0 <= threshold < 1:
+        raise SpecError(f"--threshold must be in [0, 1), got {threshold}")
+    missing = [str(d) for d in (a, b) if not d.exists()]
+    if missing:
+        raise SpecError(f"no such results folder: {', '.join(missing)}")
+    rows = compare_cells(load_cells([a]), load_cells([b]), threshold)
+    print(json.dumps(rows, indent=1) if format == "json" else render_markdown(rows, threshold))
+    if fail_above is not None and slowdown_above(rows, fail_above):
+        print(f"error: a significant slowdown exceeds {fail_above:g}%", file=sys.stderr)
+        raise typer.Exit(1)
+
+
+@app.command()
 def report(
     dirs: list[Path] = typer.Argument(..., help="Run folders or results roots."),
     format: str = typer.Option("markdown", "--format", "-f", help="markdown or json."),
+    html: Optional[Path] = typer.Option(None, "--html", help="Also write one self-contained HTML report (figures "
+                                        "inlined, nothing loaded) to this file."),
+    markdown_out: Optional[Path] = typer.Option(None, "--markdown-out", help="Also write the full Markdown report "
+                                                "(matrix, parity, work, warnings) to this file."),
 ) -> None:
     """Print the table of stored results (Markdown) or the cells as a JSON list."""
     from embedperf.report.markdown import overhead_lines, table
@@ -137,6 +185,17 @@ def report(
     if missing:
         raise SpecError(f"no such results folder: {', '.join(missing)}")
     cells = load_cells(dirs)
+    if html or markdown_out:
+        from embedperf.report.html import profile_for, write_html, write_markdown
+
+        profile = profile_for(cells)  # this machine's calibration, only when the cells were measured here
+        if html:
+            write_html(cells, html, profile)
+            print(f"html report: {html}" + ("" if profile else " (no roofline: run `embedperf calibrate`)"),
+                  file=sys.stderr)
+        if markdown_out:
+            write_markdown(cells, markdown_out, profile)
+            print(f"markdown report: {markdown_out}", file=sys.stderr)
     if format == "json":
         print(json.dumps([flatten(c) for c in cells], indent=1))
         return

@@ -17,7 +17,9 @@ import numpy as np
 from safetensors.numpy import load_file
 
 import embedperf
-from embedperf.measure import parity
+from embedperf.measure import calibrate, parity
+from embedperf.measure import warnings as cell_warnings
+from embedperf.measure.flops import cell_work
 from embedperf.measure.machine import available_cpus, machine_info, thread_env
 from embedperf.measure.stats import Stats
 from embedperf.models.registry import ModelSpec, get_model
@@ -80,7 +82,11 @@ class Orchestrator:
         self.threads = spec.threads or available_cpus()
         self.machine = machine_info()
         self.commit = project_commit()
+        # this machine's ceilings for the thread budget, when `embedperf calibrate` has measured them (never measures)
+        self.profile = calibrate.cached(self.threads)
         self.written: list[dict] = []
+        self.kept = 0
+        self.total = len(spec.models) * len(spec.runtimes) * len(spec.batch) * len(spec.seq)
 
     # -- the whole run -------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -91,6 +97,7 @@ class Orchestrator:
             write_json_atomic(run_doc, {"run_id": self.run_id, "spec": self.spec.to_dict(),
                                         "created": dt.datetime.now(dt.timezone.utc).isoformat()})
         done = existing_cells(self.run_dir)
+        self.kept = len(done)
         self.say(f"run {self.run_id}: {len(self.spec.models)} model(s) x {len(self.spec.runtimes)} runtime(s) x "
                  f"{len(self.spec.batch) * len(self.spec.seq)} shape(s), {self.threads} thread(s), "
                  f"{self.spec.precision}, {self.spec.device}; results in {self.run_dir}")
@@ -277,8 +284,19 @@ class Orchestrator:
                 "peak_rss_mb": shape.get("peak_rss_mb"), "loop_peak_rss_mb": shape.get("loop_peak_rss_mb"),
                 "stop_rule": shape.get("stop_rule"), "loop_s": shape.get("loop_s"),
             }
-            if stats.cv > 0.10:
-                doc["warnings"].append(f"noisy: CV {stats.cv:.1%}")
+            if not runtime.is_null:
+                peak = (self.profile or {}).get("peak_gflops") if (self.spec.device == "cpu"
+                                                                   and self.spec.precision == "fp32") else None
+                doc["work"] = cell_work(spec, choice.source, b, s, stats.median_ms, peak)
+                if self.profile:
+                    doc["work"]["machine_profile"] = {k: self.profile.get(k) for k in ("peak_gflops", "bandwidth_gbs")}
+                    doc["work"]["machine_profile"]["id"] = self.profile["fingerprint"]["id"]
+            checked = cell_warnings.check_samples(
+                shape["samples_ns"], shape.get("first_call_s"), (self.machine.get("load_average") or [None])[0],
+                self.machine.get("cpus_available"),
+                None if runtime.is_null else cell_warnings.null_overheads(self.written).get(runtime.language))
+            doc["outliers"] = checked["outliers"]
+            doc["warnings"] += [w["message"] for w in checked["warnings"]]
             if shape.get("stop_rule") == "time_cap":
                 doc["warnings"].append("stopped at the time cap before min_calls/min_seconds were met")
         if s > spec.st_max_seq_length and choice.source != "tiny":
@@ -294,7 +312,7 @@ class Orchestrator:
         if self.on_cell:
             self.on_cell(path)
         median = doc["summary"]["median_ms"] if doc["summary"] else None
-        line = f"  b{b} s{s} {runtime.name}: {doc['status']}"
+        line = f"  [{len(self.written)}/{self.total - self.kept}] b{b} s{s} {runtime.name}: {doc['status']}"
         if median is not None:
             line += f"  median {median:.3f} ms"
         if doc["parity"] and doc["parity"].get("min_cosine") is not None:

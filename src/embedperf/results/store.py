@@ -56,6 +56,7 @@ def load_cells(paths: list[Path]) -> list[dict]:
 def flatten(doc: dict) -> dict:
     """The flat view of a cell that `report --format json` prints."""
     spec, summary, parity = doc["spec"], doc.get("summary") or {}, doc.get("parity") or {}
+    work = doc.get("work") or {}
     return {
         "run_id": doc["run_id"],
         "model": spec["model"],
@@ -89,5 +90,11 @@ def flatten(doc: dict) -> dict:
         "precision": spec["precision"],
         "device": spec["device"],
         "scenario": spec["scenario"],
+        "flops": work.get("flops"),
+        "weight_bytes": work.get("weight_bytes"),
+        "arithmetic_intensity": work.get("arithmetic_intensity"),
+        "gflops": work.get("gflops"),
+        "share_of_peak": work.get("share_of_peak"),
+        "outliers": (doc.get("outliers") or {}).get("count"),
         "warnings": doc.get("warnings", []),
     }

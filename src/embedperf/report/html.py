@@ -1,0 +1,298 @@
+"""One self-contained HTML report (and its Markdown twin) from stored cell documents.
+
+The page inlines its style and every figure as SVG (``report.plots``): it loads nothing, runs no
+script and works offline. Sections: the matrix table, latency against batch and against sequence
+length, throughput, memory, parity, the roofline (only with cells that carry work figures *and* a
+machine profile from ``measure.calibrate``; otherwise a note says why it is absent), and warnings.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+from pathlib import Path
+
+from embedperf.report import plots
+from embedperf.report.markdown import _fmt, sort_key, table
+from embedperf.results.store import flatten
+
+STYLE = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1180px;
+color:#1d1d1f;padding:0 16px}
+h1{font-size:22px;margin-bottom:4px}h2{font-size:17px;margin-top:28px;border-bottom:1px solid #ddd;padding-bottom:4px}
+p.how{color:#444;margin:2px 0}p.note{color:#7a4a00;background:#fff6e0;padding:6px 10px;border-radius:4px}
+table{border-collapse:collapse;font-size:12.5px;margin:8px 0}
+th,td{border:1px solid #d8d8d8;padding:3px 7px;text-align:left;white-space:nowrap}
+th{background:#f3f4f6}td.num{text-align:right;font-variant-numeric:tabular-nums}
+tr.failed td{background:#fdecec}tr.skipped td{color:#777}
+figure.plot{margin:10px 0;overflow-x:auto}figure.plot svg{max-width:100%;height:auto}
+div.scroll{overflow-x:auto}ul.warnings li{margin:2px 0}code{background:#f3f4f6;padding:0 3px;border-radius:3px}
+"""
+
+
+def _e(value) -> str:
+    return html.escape("" if value is None else str(value))
+
+
+def _row(doc_or_row: dict) -> dict:
+    return flatten(doc_or_row) if "schema" in doc_or_row else dict(doc_or_row)
+
+
+def enrich(rows: list[dict], profile: dict | None = None) -> list[dict]:
+    """Add the work figures (flops, weight bytes, intensity, GFLOP/s, share of peak) where the rows lack them.
+
+    Counts come from ``measure.flops`` for models in the registry; null runners do no work and get none.
+    """
+    from embedperf.measure.flops import cell_work
+    from embedperf.models.registry import UnknownModel, get_model
+
+    peak = (profile or {}).get("peak_gflops")
+    out = []
+    for r in rows:
+        r = dict(r)
+        if not r["runtime"].startswith("null"):
+            if r.get("flops") is None:
+                try:
+                    spec = get_model(r["model"])
+                except UnknownModel:
+                    spec = None
+                if spec is not None:
+                    work = cell_work(spec, r["source"], r["batch"], r["seq"], r.get("median_ms"), peak)
+                    for k in ("flops", "weight_bytes", "arithmetic_intensity", "gflops", "share_of_peak"):
+                        r[k] = work[k]
+            elif r.get("gflops") is None and r.get("median_ms"):
+                r["gflops"] = r["flops"] / (r["median_ms"] * 1e-3) / 1e9
+            if r.get("flops") and r.get("weight_bytes") and r.get("arithmetic_intensity") is None:
+                r["arithmetic_intensity"] = r["flops"] / r["weight_bytes"]
+            if peak and r.get("gflops") and r.get("share_of_peak") is None:
+                r["share_of_peak"] = r["gflops"] / peak
+        out.append(r)
+    return out
+
+
+def profile_for(cells: list[dict]) -> dict | None:
+    """This machine's stored calibration profile when every cell was measured here at one thread budget, else None.
+
+    Never measures (``embedperf calibrate`` does): a report built elsewhere, or from cells of another
+    machine, gets no roofline rather than a wrong one.
+    """
+    from embedperf.measure.calibrate import cached, machine_fingerprint
+
+    docs = [c for c in cells if "schema" in c]
+    if not docs or len(docs) != len(cells):
+        return None
+    threads = {d["spec"]["threads"]["intra_op"] for d in docs}
+    fp = machine_fingerprint()
+    here = all((d.get("machine") or {}).get("cpu_model") == fp["cpu_model"]
+               and (d.get("machine") or {}).get("cpus_available") == fp["cpus_available"] for d in docs)
+    if len(threads) != 1 or not here:
+        return None
+    return cached(threads.pop())
+
+
+def _warnings(cells: list[dict]) -> list[tuple[str, str]]:
+    """(cell, message) for every stored warning, plus those `measure.warnings` finds in the raw samples now."""
+    from embedperf.measure.warnings import check_cell, null_overheads
+
+    docs = [c for c in cells if "schema" in c]
+    overheads = null_overheads(docs)
+    out, busy_runs = [], set()
+    for c in cells:
+        r = _row(c)
+        name = f"{r['model'].split('/')[-1]} {r['runtime']} {r['batch']}×{r['seq']}"
+        kinds = set()
+        for w in r.get("warnings") or []:
+            msg = w if isinstance(w, str) else w.get("message", str(w))
+            kinds.add(msg.split(":", 1)[0])
+            out.append((name, msg))
+        if "schema" in c and r["status"] == "ok" and (c.get("raw") or {}).get("samples_ns"):
+            for w in check_cell(c, overheads)["warnings"]:
+                if w["kind"] in kinds:
+                    continue
+                if w["kind"] == "busy machine":  # a fact of the run, said once
+                    if r["run_id"] in busy_runs:
+                        continue
+                    busy_runs.add(r["run_id"])
+                    out.append((f"run {r['run_id']}", w["message"] + " (found by the report)"))
+                    continue
+                out.append((name, w["message"] + " (found by the report)"))
+    return out
+
+
+def _setup_lines(rows: list[dict]) -> list[str]:
+    setups = sorted({(r["model"], r["source"], r["weights"], r["threads"], r["precision"], r["device"])
+                     for r in rows}, key=lambda t: tuple(str(x) for x in t))
+    return [f"{m} — source {s}, weights {w}, {p}, {d}, {t} thread(s); latency scenario, inputs right-padded, "
+            f"seeded" for m, s, w, t, p, d in setups]
+
+
+def _table(headers: list[tuple[str, bool]], body: list[tuple[str, list]]) -> str:
+    """headers: (label, numeric); body: (row css class, cells)."""
+    head = "".join(f"<th>{_e(h)}</th>" for h, _ in headers)
+    lines = [f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>']
+    for css, cells in body:
+        tds = "".join(f'<td class="num">{_e(v)}</td>' if num else f"<td>{_e(v)}</td>"
+                      for v, (_, num) in zip(cells, headers))
+        lines.append(f'<tr class="{_e(css)}">{tds}</tr>')
+    lines.append("</tbody></table></div>")
+    return "\n".join(lines)
+
+
+def matrix_rows(rows: list[dict]) -> tuple[list, list]:
+    headers = [("model", False), ("runtime", False), ("batch×seq", False), ("status", False),
+               ("median ms", True), ("95% CI ms", True), ("p90 ms", True), ("CV", True), ("items/s", True),
+               ("load s", True), ("first call s", True), ("peak RSS MB", True), ("loop RSS MB", True),
+               ("min cos", True), ("GFLOP/s", True), ("share of peak", True)]
+    body = []
+    for r in rows:
+        ci = (f"{_fmt(r['ci_low_ms'], '.3f')}–{_fmt(r['ci_high_ms'], '.3f')}" if r["ci_low_ms"] is not None else "–")
+        status = r["status"] if not r["reason"] else f"{r['status']}: {r['reason']}"
+        body.append((r["status"], [
+            f"{r['model'].split('/')[-1]} ({r['source']})", r["runtime"], f"{r['batch']}×{r['seq']}", status,
+            _fmt(r["median_ms"], ".3f"), ci, _fmt(r["p90_ms"], ".3f"), _fmt(r["cv"], ".1%"),
+            _fmt(r["items_per_s"], ".1f"), _fmt(r["load_s"], ".2f"), _fmt(r["first_call_s"], ".3f"),
+            _fmt(r["peak_rss_mb"], ".0f"), _fmt(r["loop_peak_rss_mb"], ".0f"), _fmt(r["min_cosine"], ".6f"),
+            _fmt(r.get("gflops"), ".2f"), _fmt(r.get("share_of_peak"), ".1%")]))
+    return headers, body
+
+
+def parity_rows(rows: list[dict]) -> tuple[list, list]:
+    headers = [("model", False), ("runtime", False), ("precision", False), ("batch×seq", False),
+               ("min cosine", True), ("mean cosine", True), ("max abs diff", True), ("reference spread", True),
+               ("status", False)]
+    body = [(r["status"], [f"{r['model'].split('/')[-1]} ({r['source']})", r["runtime"], r["precision"],
+                           f"{r['batch']}×{r['seq']}", _fmt(r["min_cosine"], ".6f"), _fmt(r["mean_cosine"], ".6f"),
+                           _fmt(r["max_abs_diff"], ".2e"), _fmt(r.get("reference_spread"), ".3f"), r["status"]])
+            for r in rows
+            if r["min_cosine"] is not None or (r["status"] == "failed" and "parity" in (r["reason"] or ""))]
+    return headers, body
+
+
+def work_rows(rows: list[dict]) -> tuple[list, list]:
+    headers = [("model", False), ("runtime", False), ("batch×seq", False), ("GFLOP per call", True),
+               ("weight MB", True), ("FLOPs/byte", True), ("GFLOP/s", True), ("share of peak", True)]
+    body = [(r["status"], [f"{r['model'].split('/')[-1]} ({r['source']})", r["runtime"], f"{r['batch']}×{r['seq']}",
+                           _fmt(r["flops"] / 1e9, ".4f"), _fmt((r.get("weight_bytes") or 0) / 2**20, ".1f"),
+                           _fmt(r.get("arithmetic_intensity"), ".1f"), _fmt(r.get("gflops"), ".2f"),
+                           _fmt(r.get("share_of_peak"), ".1%")])
+            for r in rows if r.get("flops") and r["status"] == "ok"]
+    return headers, body
+
+
+def _figure(name: str, svg: str | None, empty: str) -> str:
+    if svg is None:
+        return f'<p class="note">{_e(empty)}</p>'
+    return f'<figure class="plot" data-figure="{_e(name)}">{svg}</figure>'
+
+
+def _profile_lines(profile: dict) -> list[str]:
+    fp = profile.get("fingerprint") or {}
+    lines = [f"machine {fp.get('id', '?')} ({fp.get('cpu_model', '?')}), {profile.get('threads')} thread(s)"
+             + (" — quick calibration, not a ceiling" if profile.get("quick") else ""),
+             f"peak fp32 matmul {profile['peak_gflops']:.1f} GFLOP/s; memory bandwidth (triad) "
+             f"{profile['bandwidth_gbs']:.1f} GB/s; measured {profile.get('created', '?')}"]
+    for name in ("bf16", "fp16"):
+        v = profile.get(name)
+        if isinstance(v, dict):
+            lines.append(f"peak {name} matmul {v['peak_gflops']:.1f} GFLOP/s")
+        elif v:
+            lines.append(f"{name}: {v}")
+    return lines + [f"warning: {w}" for w in profile.get("warnings", [])]
+
+
+def render_html(cells: list[dict], profile: dict | None = None, title: str = "embedperf report") -> str:
+    rows = sorted(enrich([_row(c) for c in cells], profile), key=sort_key)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             '<meta name="viewport" content="width=device-width, initial-scale=1">',
+             '<link rel="icon" href="data:,">', f"<title>{_e(title)}</title>", f"<style>{STYLE}</style>",
+             "</head><body>", f"<h1>{_e(title)}</h1>"]
+    parts += [f'<p class="how">{_e(line)}</p>' for line in _setup_lines(rows)]
+    parts.append(f'<p class="how">{len(rows)} cell(s); written '
+                 f'{_e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}; runs: '
+                 f'{_e(", ".join(sorted({r["run_id"] for r in rows})))}</p>')
+    if not rows:
+        parts.append('<p class="note">No cells.</p></body></html>')
+        return "\n".join(parts) + "\n"
+
+    parts += ['<section id="matrix"><h2>Matrix</h2>', _table(*matrix_rows(rows)), "</section>"]
+    parts += ['<section id="latency"><h2>Latency</h2>',
+              _figure("latency-batch", plots.latency_plot(rows, "batch", "latency-batch"),
+                      "Latency vs batch: no setup has ok cells at two batch sizes."),
+              _figure("latency-seq", plots.latency_plot(rows, "seq", "latency-seq"),
+                      "Latency vs sequence length: no setup has ok cells at two sequence lengths."),
+              "</section>"]
+    parts += ['<section id="throughput"><h2>Throughput</h2>',
+              _figure("throughput", plots.throughput_plot(rows), "No ok cells with a throughput."), "</section>"]
+    parts += ['<section id="memory"><h2>Memory</h2>',
+              _figure("memory", plots.memory_plot(rows), "No ok cells with a peak RSS."), "</section>"]
+    headers, body = parity_rows(rows)
+    parts += ['<section id="parity"><h2>Parity with the PyTorch fp32 eager reference</h2>',
+              _table(headers, body) if body else '<p class="note">No parity figures.</p>', "</section>"]
+
+    parts.append('<section id="roofline"><h2>Roofline</h2>')
+    has_work = any(r.get("gflops") for r in rows)
+    if profile is None:
+        parts.append('<p class="note">Roofline skipped: no machine profile (run <code>embedperf calibrate</code>, '
+                     'then <code>embedperf report --html</code> uses it).</p>')
+    elif not has_work:
+        parts.append('<p class="note">Roofline skipped: no cell carries work figures (flops, GFLOP/s).</p>')
+    else:
+        parts += [f'<p class="how">{_e(line)}</p>' for line in _profile_lines(profile)]
+        parts.append('<p class="how">FLOPs: matrix multiplies over the padded shape (attention counted in '
+                     'full); bytes: the fp32 non-embedding weights read once per call.</p>')
+        parts.append(_figure("roofline", plots.roofline_plot(rows, profile), "No cell to place on the roofline."))
+    if has_work:
+        parts.append(_table(*work_rows(rows)))
+    parts.append("</section>")
+
+    warnings = _warnings(cells)
+    parts.append('<section id="warnings"><h2>Warnings</h2>')
+    if warnings:
+        parts.append('<ul class="warnings">' + "".join(f"<li><b>{_e(c)}</b>: {_e(m)}</li>" for c, m in warnings)
+                     + "</ul>")
+    else:
+        parts.append('<p class="how">None.</p>')
+    parts.append("</section></body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def write_html(cells: list[dict], out: Path, profile: dict | None = None, title: str = "embedperf report") -> Path:
+    """Write the report to `out` (one file, nothing external). `cells`: documents (or flat rows)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_html(cells, profile, title), encoding="utf-8")
+    return out
+
+
+def _md_table(headers, body) -> str:
+    lines = ["| " + " | ".join(h for h, _ in headers) + " |",
+             "|" + "|".join("---:" if num else "---" for _, num in headers) + "|"]
+    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in cells) + " |" for _, cells in body]
+    return "\n".join(lines)
+
+
+def render_markdown(cells: list[dict], profile: dict | None = None) -> str:
+    docs = [c for c in cells if "schema" in c]
+    rows = sorted(enrich([_row(c) for c in cells], profile), key=sort_key)
+    parts = ["# embedperf report", ""]
+    parts.append(table(docs) if len(docs) == len(cells) else _md_table(*matrix_rows(rows)))
+    headers, body = parity_rows(rows)
+    parts += ["## Parity with the PyTorch fp32 eager reference", "",
+              _md_table(headers, body) if body else "_no parity figures_", ""]
+    parts += ["## Work and roofline", ""]
+    if profile:
+        parts += [f"- {line}" for line in _profile_lines(profile)] + [""]
+    else:
+        parts += ["_no machine profile: share of peak not computed (run `embedperf calibrate`)_", ""]
+    headers, body = work_rows(rows)
+    parts += [_md_table(headers, body) if body else "_no work figures_", ""]
+    warnings = _warnings(cells)
+    parts += ["## Warnings", ""] + ([f"- **{c}**: {m}" for c, m in warnings] or ["None."])
+    return "\n".join(parts) + "\n"
+
+
+def write_markdown(cells: list[dict], out: Path, profile: dict | None = None) -> Path:
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render_markdown(cells, profile), encoding="utf-8")
+    return out

@@ -1,0 +1,222 @@
+"""Figures of a report as inline SVG strings (matplotlib, Agg, text drawn as paths: no fonts, no network).
+
+Every function takes flat cell rows (``results.store.flatten``) and returns an ``<svg>`` element as a
+string, or None when the rows hold nothing to draw. Each figure gets its own ``svg.hashsalt`` so the
+ids of several SVGs inlined in one page never collide.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import re
+from collections import defaultdict
+
+from embedperf.report.markdown import RUNTIME_ORDER
+
+COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
+          "#17becf"]
+LINESTYLES = ["-", "--", ":", "-."]
+MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"svg.fonttype": "path", "font.size": 9, "axes.grid": True, "grid.alpha": 0.3,
+                         "figure.dpi": 100})
+    return plt
+
+
+def runtime_order(names) -> list[str]:
+    return sorted(set(names), key=lambda n: (RUNTIME_ORDER.index(n) if n in RUNTIME_ORDER else 99, n))
+
+
+def color_of(runtime: str, runtimes: list[str]) -> str:
+    return COLORS[runtimes.index(runtime) % len(COLORS)] if runtime in runtimes else "#333333"
+
+
+def to_svg(fig, name: str) -> str:
+    """The figure as an <svg> element (XML prolog and DOCTYPE removed), with ids unique to `name`."""
+    plt = _plt()
+    with plt.rc_context({"svg.hashsalt": f"embedperf-{name}"}):
+        buf = io.StringIO()
+        fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    start = text.find("<svg")
+    svg = re.sub(r"<metadata>.*?</metadata>", "", text[start:], flags=re.S)
+    # ids are hashes salted per figure; prefix them anyway so equal content in two figures stays distinct
+    prefix = re.sub(r"[^A-Za-z0-9]", "", name)
+    svg = re.sub(r'id="([^"]+)"', lambda m: f'id="{prefix}-{m.group(1)}"', svg)
+    svg = re.sub(r'(xlink:href|href)="#([^"]+)"', lambda m: f'{m.group(1)}="#{prefix}-{m.group(2)}"', svg)
+    svg = re.sub(r"url\(#([^)]+)\)", lambda m: f"url(#{prefix}-{m.group(1)})", svg)
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{name}" ', 1)
+
+
+def _ok(rows):
+    return [r for r in rows if r["status"] == "ok" and r["median_ms"] is not None]
+
+
+def _groups(rows):
+    """Rows by (model, source, precision, device, threads): one setup per panel."""
+    out = defaultdict(list)
+    for r in rows:
+        out[(r["model"], r["source"], r["precision"], r["device"], r["threads"])].append(r)
+    return dict(sorted(out.items(), key=lambda kv: tuple(str(x) for x in kv[0])))
+
+
+def _title(key) -> str:
+    model, source, precision, device, threads = key
+    return f"{model.split('/')[-1]} ({source}), {precision}, {device}, {threads} thr"
+
+
+def _panels(plt, n: int, width: float = 5.2, height: float = 3.4):
+    cols = min(n, 2)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[n:]:
+        ax.set_visible(False)
+    return fig, flat[:n]
+
+
+def latency_plot(rows: list[dict], x: str, name: str) -> str | None:
+    """Median latency (with its 95% CI) against batch (x="batch") or seq (x="seq"), log–log, a line per runtime
+    and per value of the other dimension; None when no setup has two values of x."""
+    other = "seq" if x == "batch" else "batch"
+    groups = {k: v for k, v in _groups(_ok(rows)).items() if len({r[x] for r in v}) >= 2}
+    if not groups:
+        return None
+    plt = _plt()
+    fig, axes = _panels(plt, len(groups))
+    runtimes = runtime_order(r["runtime"] for r in _ok(rows))
+    for ax, (key, group) in zip(axes, groups.items()):
+        others = sorted({r[other] for r in group})
+        for rt in runtime_order(r["runtime"] for r in group):
+            for i, o in enumerate(others):
+                pts = sorted((r[x], r["median_ms"], r["ci_low_ms"], r["ci_high_ms"]) for r in group
+                             if r["runtime"] == rt and r[other] == o)
+                if not pts:
+                    continue
+                xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+                lo = [max(p[1] - (p[2] if p[2] is not None else p[1]), 0) for p in pts]
+                hi = [max((p[3] if p[3] is not None else p[1]) - p[1], 0) for p in pts]
+                ax.errorbar(xs, ys, yerr=[lo, hi], color=color_of(rt, runtimes),
+                            linestyle=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)],
+                            markersize=4, capsize=2, linewidth=1.3, label=f"{rt}, {other} {o}")
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ticks = sorted({r[x] for r in group})
+        ax.set_xticks(ticks, [str(t) for t in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel(f"{x} (log)")
+        ax.set_ylabel("median latency, ms (log)")
+        ax.set_title(_title(key))
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Latency vs {x}: median, 95% bootstrap CI")
+    return to_svg(fig, name)
+
+
+def throughput_plot(rows: list[dict], name: str = "throughput") -> str | None:
+    """Items per second at the median call time, bars per runtime grouped by shape."""
+    return _bars(rows, "items_per_s", "items/s", "Throughput (rows embedded per second, at the median)", name)
+
+
+def _bars(rows, field, ylabel, title, name) -> str | None:
+    rows = [r for r in _ok(rows) if r.get(field) is not None and not r["runtime"].startswith("null")]
+    groups = _groups(rows)
+    if not groups:
+        return None
+    plt = _plt()
+    fig, axes = _panels(plt, len(groups), width=6.0)
+    runtimes = runtime_order(r["runtime"] for r in rows)
+    for ax, (key, group) in zip(axes, groups.items()):
+        shapes = sorted({(r["batch"], r["seq"]) for r in group})
+        rts = runtime_order(r["runtime"] for r in group)
+        width = 0.8 / len(rts)
+        values = []
+        for j, rt in enumerate(rts):
+            xs, ys = [], []
+            for i, shape in enumerate(shapes):
+                hit = [r[field] for r in group if r["runtime"] == rt and (r["batch"], r["seq"]) == shape]
+                if hit:
+                    xs.append(i - 0.4 + width * (j + 0.5))
+                    ys.append(hit[0])
+            values += ys
+            ax.bar(xs, ys, width=width, color=color_of(rt, runtimes), label=rt)
+        ax.set_xticks(range(len(shapes)), [f"{b}×{s}" for b, s in shapes])
+        ax.set_xlabel("batch × seq")
+        if values and min(values) > 0 and max(values) / min(values) > 100:
+            ax.set_yscale("log")
+            ylabel_ = f"{ylabel} (log)"
+        else:
+            ylabel_ = ylabel
+        ax.set_ylabel(ylabel_)
+        ax.set_title(_title(key))
+        ax.legend(fontsize=7)
+    fig.suptitle(title)
+    return to_svg(fig, name)
+
+
+def memory_plot(rows: list[dict], name: str = "memory") -> str | None:
+    """Peak RSS of each runner process (its largest over the shapes) and the timed loop's own peak."""
+    rows = [r for r in _ok(rows) if r.get("peak_rss_mb") is not None]
+    groups = _groups(rows)
+    if not groups:
+        return None
+    plt = _plt()
+    fig, axes = _panels(plt, len(groups), width=6.0)
+    for ax, (key, group) in zip(axes, groups.items()):
+        rts = runtime_order(r["runtime"] for r in group)
+        peak = [max(r["peak_rss_mb"] for r in group if r["runtime"] == rt) for rt in rts]
+        loop = [max((r["loop_peak_rss_mb"] or 0) for r in group if r["runtime"] == rt) for rt in rts]
+        xs = list(range(len(rts)))
+        ax.bar([x - 0.2 for x in xs], peak, width=0.4, color="#1f77b4", label="peak RSS (process)")
+        ax.bar([x + 0.2 for x in xs], loop, width=0.4, color="#ff7f0e", label="peak RSS (timed loop)")
+        ax.set_xticks(xs, rts, rotation=20, ha="right")
+        ax.set_ylabel("MB")
+        ax.set_title(_title(key))
+        ax.legend(fontsize=7)
+    fig.suptitle("Memory: peak resident set size (VmHWM)")
+    return to_svg(fig, name)
+
+
+def roofline_plot(rows: list[dict], profile: dict, name: str = "roofline") -> str | None:
+    """Achieved GFLOP/s against arithmetic intensity (FLOPs per weight byte), with the measured peak and bandwidth."""
+    rows = [r for r in _ok(rows) if r.get("gflops") and r.get("arithmetic_intensity")]
+    if not rows:
+        return None
+    peak = float(profile["peak_gflops"])
+    bw = float(profile["bandwidth_gbs"])
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    runtimes = runtime_order(r["runtime"] for r in rows)
+    ai = [r["arithmetic_intensity"] for r in rows]
+    lo, hi = min(min(ai), peak / bw) / 4, max(max(ai), peak / bw) * 4
+    xs = [lo * (hi / lo) ** (i / 100) for i in range(101)]
+    ax.plot(xs, [min(peak, bw * x) for x in xs], color="black", linewidth=1.6,
+            label=f"roof: min({peak:.0f} GFLOP/s, {bw:.1f} GB/s × intensity)")
+    ax.plot(xs, [bw * x for x in xs], color="black", linewidth=0.8, linestyle=":", label=None)
+    ax.axhline(peak, color="black", linewidth=0.8, linestyle=":")
+    for extra, style in (("bf16", "--"), ("fp16", "-.")):
+        v = profile.get(extra)
+        if isinstance(v, dict) and v.get("peak_gflops"):
+            ax.axhline(v["peak_gflops"], color="#555555", linewidth=1, linestyle=style,
+                       label=f"{extra} peak {v['peak_gflops']:.0f} GFLOP/s")
+    for rt in runtimes:
+        pts = [(r["arithmetic_intensity"], r["gflops"]) for r in rows if r["runtime"] == rt]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=color_of(rt, runtimes), s=22, label=rt,
+                   zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(lo, hi)
+    ax.set_ylim(min(min(r["gflops"] for r in rows), bw * lo) / 2, peak * 3)
+    ax.set_xlabel("arithmetic intensity, FLOPs per weight byte (fp32, log)")
+    ax.set_ylabel("achieved GFLOP/s (matmul FLOPs / median time, log)")
+    ax.set_title(f"Roofline: {profile.get('threads', '?')} thread(s), measured peak and bandwidth")
+    ax.legend(fontsize=7, loc="lower right")
+    return to_svg(fig, name)

@@ -1,0 +1,90 @@
+"""The analytic FLOP and weight counts against PyTorch's own counter on the real transformers models."""
+
+import pytest
+
+from embedperf.measure.flops import flops_per_call, parameter_counts, weight_bytes
+from embedperf.models.registry import MODELS
+
+BATCH, SEQ = 2, 24
+
+
+def _tiny_model(spec):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    config = transformers.AutoConfig.for_model(**spec.architecture("tiny"))
+    torch.manual_seed(0)
+    kwargs = {"add_pooling_layer": False} if spec.family in ("bert", "xlm-roberta") else {}
+    encoder = transformers.AutoModel.from_config(config, attn_implementation="eager", dtype=torch.float32, **kwargs)
+    heads = [torch.nn.Linear(h.in_features, h.out_features, bias=False) for h in spec.heads("tiny")]
+    return torch, encoder.eval(), heads
+
+
+def _inputs(torch, spec):
+    high = spec.tiny_tokens.regular[1]
+    ids = torch.randint(spec.tiny_tokens.regular[0], high, (BATCH, SEQ))
+    mask = torch.ones(BATCH, SEQ, dtype=torch.long)
+    mask[1, SEQ // 2:] = 0  # padding: still computed, still counted
+    return ids, mask
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_flops_match_flop_counter_within_one_percent(name):
+    spec = MODELS[name]
+    torch, encoder, heads = _tiny_model(spec)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ids, mask = _inputs(torch, spec)
+    with torch.inference_mode():
+        counter = FlopCounterMode(display=False)
+        with counter:
+            hidden = encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+            x = hidden[:, 0]  # pooling is not a matmul; which row is pooled does not change the count
+            for layer in heads:
+                x = layer(x)
+    measured = counter.get_total_flops()
+    ours = flops_per_call(spec, "tiny", BATCH, SEQ)
+    assert ours["attention"] == "full"
+    assert ours["flops"] == sum(ours["breakdown"].values())
+    assert measured > 0
+    assert abs(ours["flops"] - measured) / measured < 0.01, (ours, measured)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_weight_bytes_match_the_model_parameters(name):
+    spec = MODELS[name]
+    torch, encoder, heads = _tiny_model(spec)
+    tables = ("word_embeddings.weight", "position_embeddings.weight", "token_type_embeddings.weight",
+              "embed_tokens.weight")
+    embedding = sum(p.numel() for n, p in encoder.named_parameters() if n.endswith(tables))
+    total = sum(p.numel() for p in encoder.parameters())
+    dense = sum(p.numel() for layer in heads for p in layer.parameters())
+    counts = parameter_counts(spec, "tiny")
+    assert counts["embedding"] == embedding
+    assert weight_bytes(spec, "tiny") == 4 * (total - embedding + dense)
+
+
+def test_gemma_sliding_layers_are_counted_as_full_attention_and_said_so():
+    spec = MODELS["google/embeddinggemma-300m"]
+    f = flops_per_call(spec, "twin", 1, 1024)
+    assert f["sliding_window_layers"] == 20
+    assert "full" in f["sliding_window_note"]
+    # 24 layers × 3 heads × 1024² × 256 × 2 FLOPs, for QKᵀ and again for attention×V
+    assert f["breakdown"]["attn_scores"] == 24 * 2 * 3 * 1024 * 1024 * 256
+    assert f["breakdown"]["attn_values"] == f["breakdown"]["attn_scores"]
+
+
+def test_full_size_counts_by_hand():
+    spec = MODELS["sentence-transformers/all-MiniLM-L6-v2"]
+    f = flops_per_call(spec, "twin", 8, 128)
+    t = 8 * 128
+    # 6 layers, H 384, 12 heads, I 1536: 4 projections + 2 MLP matrices + 2 attention products
+    per_layer = 4 * 2 * t * 384 * 384 + 2 * 2 * t * 384 * 1536 + 2 * 2 * 8 * 128 * 128 * 384
+    assert f["flops"] == 6 * per_layer
+    # 22.7 M parameters less the 30522 × 384 word table and the 512 + 2 position/type rows: 10.65 M
+    assert weight_bytes(spec, "twin") == 4 * 10_647_552
+    assert flops_per_call(spec, "twin", 16, 128)["flops"] == 2 * f["flops"]
+
+
+def test_bad_shape_is_refused():
+    with pytest.raises(ValueError):
+        flops_per_call(MODELS["BAAI/bge-m3"], "tiny", 0, 16)
