@@ -88,14 +88,13 @@ def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: 
     log_path = folder / "prepare.log"
     with open(log_path, "w") as log:
         # Stream the build's own progress lines ("[prepare] ...") while keeping the whole log.
-        proc = subprocess.Popen([sys.executable, "-m", "embedperf.prepare.build", str(job_path)],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                text=True, bufsize=1)
-        for line in proc.stdout:
-            log.write(line)
-            if line.startswith("[prepare]"):
-                say("  " + line.rstrip())
-        proc.wait()
+        with subprocess.Popen([sys.executable, "-m", "embedperf.prepare.build", str(job_path)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                              text=True, bufsize=1) as proc:
+            for line in proc.stdout:
+                log.write(line)
+                if line.startswith("[prepare]"):
+                    say("  " + line.rstrip())
     if proc.returncode != 0:
         raise PrepareError(f"preparing {spec.name} failed (exit {proc.returncode}): "
                            f"{_cause(log_path)}; full log: {log_path}")

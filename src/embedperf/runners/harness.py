@@ -123,7 +123,7 @@ def run(name: str, load, argv=None) -> int:
         "protocol": PROTOCOL_VERSION,
         "runner": {"name": name, "language": "python", "version": sys.version.split()[0]},
         "framework": {"name": "unknown", "version": None},
-        "device": {"requested": request.get("device", "cpu"), "used": None},
+        "device": {"requested": request.get("device", "cpu"), "used": "none"},
         "threads": request["threads"],
         "settings": {},
         "load_s": None,

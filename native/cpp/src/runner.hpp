@@ -1,0 +1,47 @@
+// The framework-independent runner driver: argument parsing, the result file,
+// the per-shape loop. A Backend supplies load() and call().
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "protocol.hpp"
+#include "safetensors.hpp"
+
+namespace embedperf {
+
+// A call's output in host memory: [rows, cols] float32, row-major. The pointer
+// stays valid until the next call.
+struct Output {
+  const float* data = nullptr;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Framework facts known before loading (name, version, library path...).
+  virtual nlohmann::json framework() = 0;
+  // Load the artifact and get ready to run; throws on failure. Timed as load_s.
+  virtual void load(const Request& req) = 0;
+  // After load(): {requested, used, provider} and the settings actually applied.
+  virtual nlohmann::json device(const Request& req) = 0;
+  virtual nlohmann::json settings() = 0;
+  // Start of shape `index` (before the workload is read).
+  virtual void begin_shape(size_t /*index*/, const ShapeSpec& /*shape*/, const Workload& /*w*/) {}
+  // One call: inputs from the workload, run, float output in host memory,
+  // truncation/normalisation included. Throws on failure.
+  virtual Output call(const Workload& w) = 0;
+};
+
+// Fault hooks run before the workload is read (null runners).
+using ShapeStartHook = void (*)(const Request& req, size_t index);
+
+// Runs the protocol; returns the process exit code.
+int run_main(int argc, char** argv, Backend& backend, const char* default_runner_name,
+             ShapeStartHook on_shape_start = nullptr);
+
+}  // namespace embedperf

@@ -1,0 +1,144 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "protocol.hpp"
+#include "test_util.hpp"
+
+using namespace embedperf;
+using nlohmann::json;
+
+static json valid() {
+  return json::parse(R"({
+    "protocol": 1,
+    "runtime": "onnxruntime-cpp",
+    "model": {"name": "m", "family": "bert", "pooling": "mean", "normalize": true, "output_dim": 384,
+              "truncate_dim": 128, "dense": []},
+    "artifact": {"format": "onnx", "path": "/x/model.onnx", "sha256": null},
+    "shapes": [{"batch": 4, "seq": 128, "workload": "/w/4x128.safetensors", "embeddings": "/o/4x128.safetensors"},
+               {"batch": 1, "seq": 16, "workload": "/w/1x16.safetensors", "embeddings": "/o/1x16.safetensors"}],
+    "device": "cpu",
+    "precision": "fp32",
+    "threads": {"intra_op": 8, "inter_op": 1},
+    "timing": {"warmup": 3, "min_calls": 10, "min_seconds": 1.5, "max_seconds": 30},
+    "onnxruntime": {"graph_optimization_level": "extended", "execution_mode": "parallel",
+                    "enable_cpu_mem_arena": false, "allow_spinning": false}
+  })");
+}
+
+static std::string error_of(const json& j) {
+  try {
+    parse_request(j);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Request, ParsesEverything) {
+  Request r = parse_request(valid());
+  EXPECT_EQ(r.protocol, 1);
+  EXPECT_EQ(r.runtime, "onnxruntime-cpp");
+  EXPECT_EQ(r.model.output_dim, 384);
+  ASSERT_TRUE(r.model.truncate_dim.has_value());
+  EXPECT_EQ(*r.model.truncate_dim, 128);
+  EXPECT_EQ(r.artifact_format, "onnx");
+  ASSERT_EQ(r.shapes.size(), 2u);
+  EXPECT_EQ(r.shapes[0].batch, 4);
+  EXPECT_EQ(r.shapes[0].seq, 128);
+  EXPECT_EQ(r.shapes[1].workload, "/w/1x16.safetensors");
+  EXPECT_EQ(r.intra_op, 8);
+  EXPECT_EQ(r.inter_op, 1);
+  EXPECT_EQ(r.timing.warmup, 3);
+  EXPECT_EQ(r.timing.min_calls, 10);
+  EXPECT_DOUBLE_EQ(r.timing.min_seconds, 1.5);
+  EXPECT_DOUBLE_EQ(r.timing.max_seconds, 30.0);  // an integer in JSON is fine for a number
+  EXPECT_TRUE(r.onnxruntime.present);
+  EXPECT_EQ(*r.onnxruntime.graph_optimization_level, "extended");
+  EXPECT_EQ(*r.onnxruntime.execution_mode, "parallel");
+  EXPECT_FALSE(*r.onnxruntime.enable_cpu_mem_arena);
+  EXPECT_FALSE(*r.onnxruntime.allow_spinning);
+  EXPECT_FALSE(r.fault.has_value());
+}
+
+TEST(Request, OptionalParts) {
+  json j = valid();
+  j["model"]["truncate_dim"] = nullptr;
+  j["onnxruntime"] = nullptr;
+  j["fault"] = {{"kind", "hang"}};
+  Request r = parse_request(j);
+  EXPECT_FALSE(r.model.truncate_dim.has_value());
+  EXPECT_FALSE(r.onnxruntime.present);
+  EXPECT_FALSE(r.onnxruntime.allow_spinning.has_value());
+  ASSERT_TRUE(r.fault.has_value());
+  EXPECT_EQ(r.fault->kind, "hang");
+  EXPECT_EQ(r.fault->at_shape, 0);  // default
+
+  j.erase("onnxruntime");
+  j["model"].erase("truncate_dim");
+  j["fault"] = {{"kind", "oom"}, {"at_shape", 1}};
+  r = parse_request(j);
+  EXPECT_EQ(r.fault->at_shape, 1);
+}
+
+TEST(Request, RejectsBadInput) {
+  json j = valid();
+  j["protocol"] = 2;
+  EXPECT_NE(error_of(j).find("protocol"), std::string::npos);
+
+  j = valid();
+  j["threads"].erase("intra_op");
+  EXPECT_NE(error_of(j).find("intra_op"), std::string::npos);
+
+  j = valid();
+  j["onnxruntime"]["graph_optimization_level"] = "max";
+  EXPECT_NE(error_of(j).find("graph_optimization_level"), std::string::npos);
+
+  j = valid();
+  j["device"] = "gpu";
+  EXPECT_NE(error_of(j).find("device"), std::string::npos);
+
+  j = valid();
+  j["shapes"] = json::array();
+  EXPECT_NE(error_of(j).find("shapes"), std::string::npos);
+
+  j = valid();
+  j["timing"]["max_seconds"] = 0;
+  EXPECT_NE(error_of(j).find("max_seconds"), std::string::npos);
+
+  j = valid();
+  j["surprise"] = 1;  // additionalProperties: false
+  EXPECT_NE(error_of(j).find("surprise"), std::string::npos);
+
+  j = valid();
+  j["shapes"][0]["batch"] = "4";
+  EXPECT_NE(error_of(j).find("shapes[0].batch"), std::string::npos);
+}
+
+TEST(Request, LoadFromFile) {
+  std::string dir = temp_dir();
+  std::ofstream(dir + "/r.json") << valid().dump();
+  EXPECT_EQ(load_request(dir + "/r.json").runtime, "onnxruntime-cpp");
+  std::ofstream(dir + "/bad.json") << "{not json";
+  EXPECT_THROW(load_request(dir + "/bad.json"), std::runtime_error);
+  EXPECT_THROW(load_request(dir + "/none.json"), std::runtime_error);
+}
+
+TEST(Request, CudaDeviceIndex) {
+  EXPECT_FALSE(cuda_device_index("cpu").has_value());
+  EXPECT_EQ(*cuda_device_index("cuda"), 0);
+  EXPECT_EQ(*cuda_device_index("cuda:3"), 3);
+  EXPECT_FALSE(cuda_device_index("cuda:").has_value());
+  EXPECT_FALSE(cuda_device_index("cuda:x").has_value());
+}
+
+TEST(Protocol, AtomicJsonWrite) {
+  std::string dir = temp_dir();
+  std::string p = dir + "/result.json";
+  write_json_atomic(p, {{"a", 1}});
+  write_json_atomic(p, {{"a", 2}});
+  std::ifstream in(p);
+  EXPECT_EQ(json::parse(in)["a"], 2);
+  std::ifstream tmp(p + ".tmp." + std::to_string(::getpid()));
+  EXPECT_FALSE(tmp.good());  // no temporary left behind
+}
