@@ -9,7 +9,7 @@ CACHE  ?= $(or $(EMBEDPERF_CACHE),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/embedpe
 export CARGO_TARGET_DIR := $(CACHE)/cargo-target
 export PYTHON_FOR_NATIVE := $(abspath $(BIN)/python)
 
-.PHONY: setup native native-rust native-cpp demo test test-python test-native lock clean
+.PHONY: setup native native-rust native-cpp demo test test-python test-native infra-tools lock clean
 
 setup: $(VENV)/.installed
 
@@ -39,8 +39,16 @@ demo: setup native
 
 test: setup native test-native test-python
 
-test-python: setup
+test-python: setup infra-tools
 	$(BIN)/pytest -q
+
+# checkov pins versions that clash with the benchmark's own, so it lives in a venv of its own.
+CHECKOV := $(CACHE)/tools/checkov/bin/checkov
+infra-tools: $(CHECKOV)
+$(CHECKOV):
+	$(PYTHON) -m venv $(CACHE)/tools/checkov
+	$(CACHE)/tools/checkov/bin/pip install -q 'checkov==3.3.30'
+
 
 test-native:
 	@if command -v cargo >/dev/null; then cargo test --release --manifest-path native/rust/Cargo.toml; fi

@@ -22,6 +22,15 @@ cache_app = typer.Typer(help="Show or free the prepare cache (exports, workloads
 app.add_typer(cache_app, name="cache")
 
 
+def _add_cloud() -> None:
+    from embedperf.cloud.cli import cloud_app
+
+    app.add_typer(cloud_app, name="cloud")
+
+
+_add_cloud()
+
+
 def _say(msg: str) -> None:
     print(msg, flush=True)
 
@@ -263,7 +272,10 @@ def main() -> None:
 
     warnings.simplefilter("default")
     try:
-        app(standalone_mode=False)
+        # without standalone mode click returns a command's exit code instead of exiting
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except (SpecError, UnknownModel, ShapeError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -185,7 +185,8 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
 
 
 SUITE_KEYS = {"models", "model", "source", "path", "revision", "truncate_dim", "runtimes", "batch", "seq", "device",
-              "precision", "threads", "timing", "memory_limit_mb", "description"}
+              "precision", "threads", "timing", "memory_limit_mb", "description",
+              "machines", "cloud"}  # the last two are read by `embedperf cloud`
 
 
 def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:

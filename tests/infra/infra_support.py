@@ -112,9 +112,12 @@ def run_terraform(args: list[str], cwd: Path, env: dict, timeout: float = 300) -
 
 def checkov() -> str:
     """checkov from $EMBEDPERF_CHECKOV, PATH, or its own venv under the cache (`make infra-tools`)."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "embedperf"
+    from embedperf.paths import cache_root
+
+    xdg = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "embedperf"
     for c in (os.environ.get("EMBEDPERF_CHECKOV"), shutil.which("checkov"),
-              str(cache / "tools" / "checkov" / "bin" / "checkov")):
+              str(cache_root() / "tools" / "checkov" / "bin" / "checkov"),
+              str(xdg / "tools" / "checkov" / "bin" / "checkov")):
         if c and Path(c).is_file():
             return c
     message = ("checkov is not installed: `make infra-tools` puts it in its own venv under "

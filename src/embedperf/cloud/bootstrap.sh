@@ -41,10 +41,12 @@ SETUP=${EMBEDPERF_SETUP:-0}
 NATIVE=${EMBEDPERF_NATIVE:-1}
 SHUTDOWN=${EMBEDPERF_SHUTDOWN:-0}
 PY=${EMBEDPERF_PYTHON:-}
+BOOT_PY=""
 STARTED=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 STATUS=running
 ERROR=""
 CELLS_DIR="$WORKDIR/results"
+UPLOAD_ARGS=()
 
 say() { echo "[embedperf-bootstrap $(date -u +%H:%M:%S)] $*"; }
 
@@ -67,6 +69,23 @@ PYEOF
   esac
 }
 
+upload_one() {  # upload_one FILE: to RESULTS, even before embedperf is installed
+  if [ -n "$PY" ] && "$PY" -m embedperf.cloud upload "$1" "$RESULTS"; then return 0; fi
+  case "$RESULTS" in
+    s3://*)
+      [ -n "${BOOT_PY:-}" ] || return 1
+      "$BOOT_PY" - "$1" "$RESULTS" <<'PYEOF'
+import os, sys, boto3
+path, uri = sys.argv[1:]
+bucket, _, prefix = uri[len("s3://"):].partition("/")
+prefix = prefix if not prefix or prefix.endswith("/") else prefix + "/"
+boto3.client("s3").upload_file(path, bucket, prefix + os.path.basename(path))
+PYEOF
+      ;;
+    *) mkdir -p "$RESULTS" && cp "$1" "$RESULTS/" ;;
+  esac
+}
+
 sweep() {  # upload every cell document written so far that is not uploaded yet
   [ -n "$PY" ] && [ -d "$CELLS_DIR" ] || return 0
   "$PY" -m embedperf.cloud upload-new "$CELLS_DIR" "$RESULTS" --ledger "$WORKDIR/uploaded.txt" || say "upload sweep failed (will retry)"
@@ -75,12 +94,10 @@ sweep() {  # upload every cell document written so far that is not uploaded yet
 put_status() {
   local file="$WORKDIR/host-status.json" cells=0 error
   error=$(printf '%s' "$ERROR" | tr -d '"\\\n\t')
-  [ -f "$WORKDIR/uploaded.txt" ] && cells=$(wc -l < "$WORKDIR/uploaded.txt")
-  printf '{"schema": "embedperf/host-status/1", "machine": "%s", "device": "%s", "status": "%s", "error": "%s", "started": "%s", "updated": "%s", "cells_uploaded": %s}\n' \
+  [ -d "$CELLS_DIR" ] && cells=$(cd "$CELLS_DIR" && find . -name '*.json' ! -name run.json ! -path './*/work/*' | wc -l)
+  printf '{"schema": "embedperf/host-status/1", "machine": "%s", "device": "%s", "status": "%s", "error": "%s", "started": "%s", "updated": "%s", "cells_written": %s}\n' \
     "$MACHINE" "$DEVICE" "$STATUS" "$error" "$STARTED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$cells" > "$file"
-  if [ -n "$PY" ]; then
-    "$PY" -m embedperf.cloud upload "$file" "$RESULTS" || say "could not upload host-status.json"
-  fi
+  upload_one "$file" || say "could not upload host-status.json"
 }
 
 finish() {
@@ -90,10 +107,10 @@ finish() {
   if [ "$STATUS" = running ]; then
     if [ $rc -eq 0 ]; then STATUS=done; else STATUS=failed; ERROR=${ERROR:-"exit $rc"}; fi
   fi
-  sweep
+  if [ "${#UPLOAD_ARGS[@]}" -eq 0 ] || [ "$STATUS" = failed ]; then sweep; fi
   put_status
-  if [ -n "${EMBEDPERF_LOG:-}" ] && [ -f "$EMBEDPERF_LOG" ] && [ -n "$PY" ]; then
-    "$PY" -m embedperf.cloud upload "$EMBEDPERF_LOG" "$RESULTS"
+  if [ -n "${EMBEDPERF_LOG:-}" ] && [ -f "$EMBEDPERF_LOG" ]; then
+    upload_one "$EMBEDPERF_LOG" || say "could not upload $EMBEDPERF_LOG"
   fi
   say "finished: $STATUS${ERROR:+ ($ERROR)}"
   if [ "$SHUTDOWN" = 1 ]; then
@@ -128,7 +145,25 @@ if [ "$SETUP" = 1 ]; then
   fi
 fi
 
-SYS_PY=$(command -v python3.12 || command -v python3.11 || command -v python3)
+# A Python >= 3.11 to install into (not needed with EMBEDPERF_PYTHON). GPU images often ship an
+# older one: a cloud host then gets one from uv.
+py_ok() { "$1" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; }
+SYS_PY=""
+if [ -z "$PY" ]; then
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    if found=$(command -v "$candidate") && py_ok "$found"; then SYS_PY=$found; break; fi
+  done
+  if [ -z "$SYS_PY" ] && [ "$SETUP" = 1 ]; then
+    say "no Python >= 3.11 here: installing one with uv"
+    curl -LsSf https://astral.sh/uv/install.sh | sh
+    "$HOME/.local/bin/uv" python install 3.12
+    SYS_PY=$("$HOME/.local/bin/uv" python find 3.12)
+  fi
+  if [ -z "$SYS_PY" ]; then
+    ERROR="no Python >= 3.11 (install one, set EMBEDPERF_PYTHON, or EMBEDPERF_SETUP=1)"
+    exit 2
+  fi
+fi
 
 # --- 2. the input ------------------------------------------------------------------------
 
@@ -195,13 +230,20 @@ esac
 # `embedperf run --upload URI` uploads each document the moment it is written; where this
 # embedperf has no such option, a background sweep uploads new documents every few seconds.
 UPLOAD_ARGS=()
-if "$PY" -m embedperf.cli run --help 2>/dev/null | grep -q -- '--upload'; then
-  UPLOAD_ARGS=(--upload "$RESULTS")
-fi
+case "$RESULTS" in
+  s3://*)
+    if "$PY" -m embedperf.cli run --help 2>/dev/null | grep -q -- '--upload'; then
+      UPLOAD_ARGS=(--upload "$RESULTS")
+    fi
+    ;;
+esac
 
 read -r -a RUN_ARGS <<< "${EMBEDPERF_RUN_ARGS:-}"
 FAILED_DEVICES=""
-for device in $("$PY" -m embedperf.cloud devices "$WORKDIR/input/$SUITE" $HAVE); do
+# shellcheck disable=SC2086
+DEVICES=$("$PY" -m embedperf.cloud devices "$WORKDIR/input/$SUITE" $HAVE)
+[ -n "$DEVICES" ] || say "the suite has no cells for this machine's devices ($HAVE)"
+for device in $DEVICES; do
   suite_file="$WORKDIR/suite-$device.yaml"
   "$PY" -m embedperf.cloud derive-suite "$WORKDIR/input/$SUITE" "$device" "$suite_file"
   say "running the $device cells of the suite"
@@ -210,12 +252,13 @@ for device in $("$PY" -m embedperf.cloud devices "$WORKDIR/input/$SUITE" $HAVE);
   # bounded by the run itself (and on a cloud host by the hard time limit)
   while kill -0 "$run_pid" 2>/dev/null; do
     sleep 5
-    sweep
+    [ ${#UPLOAD_ARGS[@]} -gt 0 ] || sweep
   done
   if ! wait "$run_pid"; then
     FAILED_DEVICES="$FAILED_DEVICES $device"
+    [ ${#UPLOAD_ARGS[@]} -eq 0 ] || sweep  # documents that --upload may not have sent
   fi
-  sweep
+  [ ${#UPLOAD_ARGS[@]} -gt 0 ] || sweep
 done
 
 if [ -n "$FAILED_DEVICES" ]; then

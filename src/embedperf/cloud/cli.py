@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
 
 from embedperf.spec import SpecError
@@ -40,6 +41,16 @@ def _terraform(say=_say):
     return Terraform(say=say)
 
 
+class CloudFailure(click.ClickException):
+    """Terraform (or the cloud) failed: its messages on stderr, exit code 1. A ClickException, so the
+    main CLI shows it and exits with its code even under standalone_mode=False."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        print(self.format_message(), file=file or sys.stderr)
+
+
 def _tf_call(fn, *args, **kwargs):
     """Run a Terraform step; its errors become `error: terraform: ...` lines and exit 1."""
     from embedperf.cloud.terraform import TerraformError
@@ -48,12 +59,9 @@ def _tf_call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except TerraformError as e:
         lines = str(e).splitlines() or ["failed"]
-        for line in lines:
-            print(f"error: terraform: {line}", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise CloudFailure("\n".join(f"error: terraform: {line}" for line in lines)) from None
     except subprocess.TimeoutExpired:
-        print("error: terraform timed out", file=sys.stderr)
-        raise typer.Exit(1) from None
+        raise CloudFailure("error: terraform timed out") from None
 
 
 def _current_file() -> Path:
@@ -182,7 +190,7 @@ def plan(
     check_credentials()
     tf = _terraform()
     pkg = package or build_package(tf.state / "packages")
-    var_file = tf.write_vars(_tf_vars(cs, run_id or _new_run_id(), pkg, suite.resolve()))
+    var_file = tf.write_vars(_tf_vars(cs, run_id or _new_run_id(), pkg.resolve(), suite.resolve()), "plan")
     _tf_call(tf.init)
     from embedperf.cloud.terraform import summarize_plan
 
@@ -218,7 +226,7 @@ def up(
     _tf_call(tf.init)
     _print_changes(summarize_plan(_tf_call(tf.plan, var_file)))
     if not yes and not typer.confirm("Create these resources (they cost money until the machines terminate)?"):
-        raise typer.Exit(1)
+        raise typer.Abort()
     _tf_call(tf.apply, var_file)
     out = _tf_call(tf.outputs)
     record = {"run_id": run_id, "bucket": out.get("bucket_name"), "results_uri": out.get("results_uri"),
@@ -349,10 +357,10 @@ def down(
         raise SpecError(f"nothing to take down: no deployment under {tf.state}")
     variables = json.loads(var_path.read_text())
     variables.update({"machines": {}, "package_path": None, "suite_path": None})
-    var_file = tf.write_vars(variables)
+    var_file = tf.write_vars(variables, "down")
     what = "the bucket, its key and every machine" if all_ else "every machine of the run (the bucket stays)"
     if not yes and not typer.confirm(f"Destroy {what}?"):
-        raise typer.Exit(1)
+        raise typer.Abort()
     _tf_call(tf.init)
     _tf_call(tf.destroy if all_ else tf.apply, var_file)
     current = _current()
@@ -365,7 +373,9 @@ def down(
 def main() -> None:
     """`python -m embedperf.cloud.cli`: the same commands as `embedperf cloud`, the same one-line errors."""
     try:
-        cloud_app(standalone_mode=False, prog_name="embedperf cloud")
+        rc = cloud_app(standalone_mode=False, prog_name="embedperf cloud")
+        if isinstance(rc, int) and rc:
+            sys.exit(rc)
     except SpecError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

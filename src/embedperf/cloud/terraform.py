@@ -95,8 +95,10 @@ class Terraform:
         self.run("init", "-input=false", "-no-color", "-upgrade=false",
                  f"-backend-config=path={self.state / 'terraform.tfstate'}")
 
-    def write_vars(self, variables: dict) -> Path:
-        path = self.state / "run.tfvars.json"
+    def write_vars(self, variables: dict, name: str = "run") -> Path:
+        """<state>/<name>.tfvars.json: `run` is what is deployed (read by `down`), `plan` only planned."""
+        self.state.mkdir(parents=True, exist_ok=True)
+        path = self.state / f"{name}.tfvars.json"
         path.write_text(json.dumps(variables, indent=1))
         return path
 
