@@ -1,0 +1,49 @@
+//! Candle runner for embedperf: the embedding models written natively on candle.
+//!
+//! The model code here does not depend on the protocol crate: [`EmbeddingModel`]
+//! loads a `reference` artifact folder (transformers' `config.json` +
+//! `model.safetensors`, `heads.safetensors`) and embeds a padded batch of token
+//! ids. `main.rs` wires it to the protocol harness.
+//!
+//! Families:
+//! - `bert`: candle-transformers' `BertModel` (fits transformers exactly).
+//! - `xlm-roberta`: candle-transformers' `XLMRobertaModel` (fits exactly,
+//!   including fairseq position ids computed from `input_ids != padding_idx`).
+//! - `gemma3`: own encoder ([`decoder`]) — candle-transformers' gemma3 is causal
+//!   only, has no padding mask and returns logits.
+//! - `qwen3`: same own encoder — candle-transformers' qwen3 builds a causal mask
+//!   without a padding mask (batched right-padded input would differ) and keeps a
+//!   KV cache we do not need.
+
+pub mod config;
+pub mod decoder;
+pub mod device;
+pub mod encoders;
+pub mod kernels;
+pub mod masks;
+pub mod model;
+pub mod pooling;
+pub mod rope;
+
+pub use model::{EmbeddingModel, Family, ModelSpec, Pooling};
+
+/// Version of the candle-core crate this binary was built against.
+pub const CANDLE_VERSION: &str = "0.11.1";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn candle_version_matches_lockfile() {
+        let lock = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../Cargo.lock"))
+            .expect("native/rust/Cargo.lock");
+        let want = format!(
+            "name = \"candle-core\"\nversion = \"{}\"",
+            super::CANDLE_VERSION
+        );
+        assert!(
+            lock.contains(&want),
+            "CANDLE_VERSION {} is not the locked candle-core",
+            super::CANDLE_VERSION
+        );
+    }
+}

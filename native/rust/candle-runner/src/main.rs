@@ -1,0 +1,125 @@
+//! `embedperf-candle`: the Candle runner (protocol v1).
+//!
+//! Loads a `reference` artifact into the native candle models of this crate
+//! (float32, CPU or CUDA) and hands them to the protocol harness.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use candle_runner::{device, EmbeddingModel, Family, ModelSpec, Pooling, CANDLE_VERSION};
+use embedperf_protocol::{run, Batch, DeviceInfo, Embeddings, Engine, Framework, Request};
+
+struct CandleEngine {
+    model: EmbeddingModel,
+    requested: String,
+    used: String,
+    output_dim: usize,
+    rayon_threads: usize,
+    rayon_pool_built: bool,
+}
+
+/// Apply `threads.intra_op` before anything touches candle: candle's matmul reads
+/// `RAYON_NUM_THREADS` (gemm parallelism) and its element-wise barrier pool reads
+/// `CANDLE_NUM_THREADS` (falling back to `RAYON_NUM_THREADS`); the rayon global
+/// pool (gemm, softmax, norms, our kernels) is built with `intra_op` threads.
+/// A `CANDLE_NUM_THREADS` already in the environment is kept (an experiment knob).
+fn apply_threads(intra_op: usize) -> bool {
+    let n = intra_op.max(1).to_string();
+    std::env::set_var("RAYON_NUM_THREADS", &n);
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", &n);
+    }
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(intra_op.max(1))
+        .build_global()
+        .is_ok()
+}
+
+impl Engine for CandleEngine {
+    fn load(request: &Request) -> anyhow::Result<Self> {
+        let rayon_pool_built = apply_threads(request.threads.intra_op);
+        if request.artifact.format != "reference" {
+            bail!(
+                "embedperf-candle loads artifact.format \"reference\", not {:?}",
+                request.artifact.format
+            );
+        }
+        if request.precision != "fp32" {
+            bail!(
+                "embedperf-candle runs fp32 only (requested {:?})",
+                request.precision
+            );
+        }
+        let spec = ModelSpec {
+            family: Family::parse(&request.model.family)?,
+            pooling: Pooling::parse(&request.model.pooling)?,
+            normalize: request.model.normalize,
+            dense: request.model.dense.clone().unwrap_or_default(),
+        };
+        let (dev, used) = device::select(&request.device)?;
+        let model = EmbeddingModel::load(Path::new(&request.artifact.path), spec, &dev)
+            .with_context(|| format!("loading {}", request.artifact.path))?;
+        let output_dim = model.output_dim();
+        if output_dim != request.model.output_dim {
+            bail!(
+                "the model gives {output_dim}-dim embeddings, the request says output_dim {}",
+                request.model.output_dim
+            );
+        }
+        Ok(CandleEngine {
+            model,
+            requested: request.device.clone(),
+            used,
+            output_dim,
+            rayon_threads: rayon::current_num_threads(),
+            rayon_pool_built,
+        })
+    }
+
+    fn embed(&mut self, batch: &Batch) -> anyhow::Result<Embeddings> {
+        let data = self.model.embed(
+            &batch.input_ids,
+            &batch.attention_mask,
+            batch.batch,
+            batch.seq,
+        )?;
+        Ok(Embeddings {
+            rows: batch.batch,
+            dim: self.output_dim,
+            data,
+        })
+    }
+
+    fn framework(&self) -> Framework {
+        Framework::new("candle", Some(CANDLE_VERSION.to_string()))
+            .with("cuda_feature", cfg!(feature = "cuda"))
+    }
+
+    fn device(&self) -> DeviceInfo {
+        let provider = if self.used.starts_with("cuda") {
+            "cuda"
+        } else {
+            "cpu"
+        };
+        DeviceInfo {
+            requested: self.requested.clone(),
+            used: self.used.clone(),
+            provider: Some(provider.into()),
+        }
+    }
+
+    fn settings(&self) -> serde_json::Value {
+        serde_json::json!({
+            "intra_op_threads": self.rayon_threads,
+            "rayon_global_pool_built": self.rayon_pool_built,
+            "candle_matmul_threads": candle_core::utils::get_num_threads(),
+            "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").ok(),
+            "dtype": "f32",
+        })
+    }
+}
+
+fn main() -> ExitCode {
+    run::<CandleEngine>("candle")
+}

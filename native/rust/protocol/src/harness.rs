@@ -1,0 +1,385 @@
+//! The runner harness: CLI, load timing, the timing loop, result writing.
+//!
+//! Follows `docs/protocol.md` ("What a runner does") step by step.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context, Result};
+use clap::Parser;
+
+use crate::memory;
+use crate::types::*;
+use crate::workload::{read_workload, write_embeddings, Batch, Embeddings};
+
+/// What a runner implements; [`run`] does everything else.
+pub trait Engine: Sized {
+    /// Load the artifact the request names; threads are already in the request.
+    fn load(request: &Request) -> anyhow::Result<Self>;
+    /// One call: embed a batch, output in host memory (synchronised on a GPU).
+    fn embed(&mut self, batch: &Batch) -> anyhow::Result<Embeddings>;
+    /// Name and version of the framework, plus extras (library path, sha256, binding version...).
+    fn framework(&self) -> Framework;
+    /// Which device and provider actually ran.
+    fn device(&self) -> DeviceInfo;
+    /// Settings actually applied, recorded in the result.
+    fn settings(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+    /// Called by the harness once per shape, after its workload was read and
+    /// before its first call (index into `request.shapes`). Optional hook (the
+    /// null runner uses it for fault injection); an error fails that shape.
+    fn begin_shape(&mut self, index: usize, spec: &ShapeSpec) -> anyhow::Result<()> {
+        let _ = (index, spec);
+        Ok(())
+    }
+}
+
+#[derive(Parser, Debug)]
+#[command(about = "embedperf runner (protocol v1)")]
+struct Cli {
+    /// Request JSON written by the orchestrator.
+    #[arg(long)]
+    request: PathBuf,
+    /// Where to write the result JSON (rewritten atomically).
+    #[arg(long)]
+    result: PathBuf,
+}
+
+/// Parse --request/--result with clap, load with timing, run every shape with
+/// the timing loop, write results; returns the process exit code.
+///
+/// Exit codes: 0 when loading succeeded (even if some shapes failed: they are
+/// marked `failed` in the result), 1 when the request could not be read, the
+/// load failed, or the result file could not be written, 2 on bad arguments.
+pub fn run<E: Engine>(runner_name: &str) -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { ExitCode::from(2) } else { ExitCode::SUCCESS };
+        }
+    };
+    run_with_paths::<E>(runner_name, &cli.request, &cli.result)
+}
+
+/// [`run`] without the command line (tests, embedding in other tools).
+pub fn run_with_paths<E: Engine>(runner_name: &str, request_path: &Path, result_path: &Path) -> ExitCode {
+    let runner = RunnerInfo {
+        name: runner_name.to_string(),
+        language: "rust".into(),
+        version: Some(env!("CARGO_PKG_VERSION").to_string()),
+    };
+
+    // 1. Parse the request; check protocol == 1 (error kind "protocol", as the
+    //    Python harness), any other unreadable request is kind "request".
+    let request = match read_request(request_path) {
+        Ok(r) => r,
+        Err((kind, e)) => {
+            eprintln!("{runner_name}: bad request: {e:#}");
+            let result = RunResult {
+                protocol: PROTOCOL_VERSION,
+                runner,
+                framework: Framework::new("unknown", None),
+                device: DeviceInfo { requested: String::new(), used: "none".into(), provider: None },
+                threads: Threads { intra_op: 1, inter_op: 1 },
+                settings: serde_json::Value::Null,
+                load_s: None,
+                peak_rss_mb: memory::vm_hwm_mib(),
+                shapes: Vec::new(),
+                error: Some(ErrorInfo { kind: kind.into(), message: format!("{e:#}") }),
+            };
+            let _ = write_result(result_path, &result);
+            return ExitCode::from(1);
+        }
+    };
+
+    // 2.-3. Load (threads are in the request), timed.
+    let t0 = Instant::now();
+    let loaded = catch_unwind(AssertUnwindSafe(|| E::load(&request)));
+    let load_s = t0.elapsed().as_secs_f64();
+    let mut peak = memory::vm_hwm_mib();
+    let mut engine = match flatten_panic(loaded) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("{runner_name}: load failed: {e:#}");
+            let result = RunResult {
+                protocol: PROTOCOL_VERSION,
+                runner,
+                framework: Framework::new("unknown", None),
+                device: DeviceInfo { requested: request.device.clone(), used: "none".into(), provider: None },
+                threads: request.threads,
+                settings: serde_json::Value::Null,
+                load_s: None,
+                peak_rss_mb: peak,
+                shapes: Vec::new(),
+                error: Some(ErrorInfo { kind: "load".into(), message: format!("{e:#}") }),
+            };
+            let _ = write_result(result_path, &result);
+            return ExitCode::from(1);
+        }
+    };
+
+    let settings = match engine.settings() {
+        serde_json::Value::Null => serde_json::Value::Null,
+        v @ serde_json::Value::Object(_) => v,
+        other => serde_json::json!({ "value": other }),
+    };
+    let mut result = RunResult {
+        protocol: PROTOCOL_VERSION,
+        runner,
+        framework: engine.framework(),
+        device: engine.device(),
+        threads: request.threads,
+        settings,
+        load_s: Some(load_s),
+        peak_rss_mb: peak,
+        shapes: Vec::with_capacity(request.shapes.len()),
+        error: None,
+    };
+    let mut write_ok = report(write_result(result_path, &result));
+
+    // 4. Every shape, in order; a failure marks the shape and we go on.
+    let truncate = request.model.truncate_dim;
+    let expected_dim = truncate.map_or(request.model.output_dim, |t| t.min(request.model.output_dim));
+    for (index, spec) in request.shapes.iter().enumerate() {
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            run_shape(&mut engine, index, spec, &request.timing, truncate, expected_dim, &mut peak)
+        }));
+        let shape = match flatten_panic(outcome) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{runner_name}: shape {index} [{}x{}] failed: {e:#}", spec.batch, spec.seq);
+                peak = max_opt(peak, memory::vm_hwm_mib());
+                let mut s = ShapeResult::failed(spec, format!("{e:#}"));
+                s.peak_rss_mb = peak;
+                s
+            }
+        };
+        result.shapes.push(shape);
+        result.peak_rss_mb = peak;
+        write_ok &= report(write_result(result_path, &result));
+    }
+
+    // 5.
+    if write_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn read_request(path: &Path) -> std::result::Result<Request, (&'static str, anyhow::Error)> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ("request", anyhow!("cannot read request {}: {e}", path.display())))?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| ("request", anyhow!("request {} is not JSON: {e}", path.display())))?;
+    let version = value.get("protocol").cloned().unwrap_or(serde_json::Value::Null);
+    if version != serde_json::json!(PROTOCOL_VERSION) {
+        return Err(("protocol", anyhow!("request protocol {version} != {PROTOCOL_VERSION}")));
+    }
+    serde_json::from_value(value).map_err(|e| ("request", anyhow!("invalid request {}: {e}", path.display())))
+}
+
+fn report(r: Result<()>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            eprintln!("cannot write result: {e:#}");
+            false
+        }
+    }
+}
+
+fn max_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.max(y)),
+        (x, None) => x,
+        (None, y) => y,
+    }
+}
+
+fn flatten_panic<T>(r: std::thread::Result<Result<T>>) -> Result<T> {
+    match r {
+        Ok(inner) => inner,
+        Err(payload) => {
+            let msg = if let Some(s) = payload.downcast_ref::<&str>() {
+                (*s).to_string()
+            } else if let Some(s) = payload.downcast_ref::<String>() {
+                s.clone()
+            } else {
+                "unknown panic payload".to_string()
+            };
+            Err(anyhow!("panic: {msg}"))
+        }
+    }
+}
+
+/// One timed call: the engine's embed plus truncation/renormalisation.
+#[inline(always)]
+fn call<E: Engine>(engine: &mut E, batch: &Batch, truncate: Option<usize>) -> Result<Embeddings> {
+    let mut e = engine.embed(batch)?;
+    if let Some(d) = truncate {
+        truncate_and_normalize(&mut e, d);
+    }
+    Ok(e)
+}
+
+#[inline(always)]
+fn nanos(d: Duration) -> u64 {
+    d.as_nanos().min(u64::MAX as u128) as u64
+}
+
+/// Upper bound on the preallocated sample buffer (entries; 32 MiB of address
+/// space, touched only as it fills). Beyond it the Vec grows as usual.
+const MAX_PREALLOC_SAMPLES: usize = 1 << 22;
+
+fn run_shape<E: Engine>(
+    engine: &mut E,
+    index: usize,
+    spec: &ShapeSpec,
+    timing: &Timing,
+    truncate: Option<usize>,
+    expected_dim: usize,
+    peak: &mut Option<f64>,
+) -> Result<ShapeResult> {
+    // Read the workload.
+    let batch = read_workload(&spec.workload, Some((spec.batch, spec.seq)))?;
+    engine.begin_shape(index, spec)?;
+
+    // Warm-up: the first call is timed alone as first_call_s; all are kept.
+    let mut warmup_ns = Vec::with_capacity(timing.warmup);
+    for _ in 0..timing.warmup {
+        let t0 = Instant::now();
+        let out = call(engine, &batch, truncate)?;
+        let t1 = Instant::now();
+        warmup_ns.push(nanos(t1 - t0));
+        drop(out);
+    }
+
+    // Preallocate the samples: enough for max_seconds at the fastest warm-up
+    // call (at least min_calls, at most max_calls), so the loop itself does
+    // not reallocate.
+    let estimate = match warmup_ns.iter().copied().min() {
+        Some(m) if m > 0 => ((timing.max_seconds * 1e9) / m as f64).ceil().min(MAX_PREALLOC_SAMPLES as f64) as usize,
+        _ => 4096,
+    };
+    let max_calls = timing.max_calls.unwrap_or(usize::MAX).max(1);
+    let capacity = timing.min_calls.max(estimate).min(max_calls).saturating_add(1);
+    let mut samples_ns: Vec<u64> = Vec::with_capacity(capacity);
+
+    // Process peak so far, then reset the high-water mark for the loop.
+    *peak = max_opt(*peak, memory::vm_hwm_mib());
+    let reset = memory::reset_hwm();
+
+    // Timed loop.
+    let min_calls = timing.min_calls.max(1);
+    let min_dur = Duration::from_secs_f64(timing.min_seconds.max(0.0));
+    let max_dur = Duration::from_secs_f64(timing.max_seconds.max(0.0));
+    let loop_start = Instant::now();
+    let (stop_rule, loop_end, out) = loop {
+        let t0 = Instant::now();
+        let out = call(engine, &batch, truncate)?;
+        let t1 = Instant::now();
+        samples_ns.push(nanos(t1 - t0));
+        let elapsed = t1 - loop_start;
+        if samples_ns.len() >= min_calls && elapsed >= min_dur {
+            break ("min_reached", t1, out);
+        }
+        if elapsed >= max_dur {
+            break ("time_cap", t1, out);
+        }
+        if samples_ns.len() >= max_calls {
+            break ("call_cap", t1, out);
+        }
+        // `out` (this call's output) is dropped here, outside the timed span.
+    };
+    let loop_s = (loop_end - loop_start).as_secs_f64();
+
+    // Loop peak, then the whole-process peak.
+    let loop_peak = memory::vm_hwm_mib();
+    *peak = max_opt(*peak, loop_peak);
+
+    // The last call's output.
+    anyhow::ensure!(
+        out.rows == batch.batch && out.dim == expected_dim && out.data.len() == out.rows * out.dim,
+        "engine returned [{}x{}] ({} floats), expected [{}x{}]",
+        out.rows,
+        out.dim,
+        out.data.len(),
+        batch.batch,
+        expected_dim
+    );
+    write_embeddings(&spec.embeddings, &out)?;
+
+    let first_call_s = match (warmup_ns.first(), samples_ns.first()) {
+        (Some(&w), _) => Some(w as f64 * 1e-9),
+        // No warm-up: the first timed call is the first call.
+        (None, Some(&s)) => Some(s as f64 * 1e-9),
+        (None, None) => None,
+    };
+
+    Ok(ShapeResult {
+        batch: batch.batch,
+        seq: batch.seq,
+        status: "ok".into(),
+        error: None,
+        first_call_s,
+        warmup_ns,
+        samples_ns,
+        stop_rule: Some(stop_rule.into()),
+        loop_s: Some(loop_s),
+        peak_rss_mb: *peak,
+        // Without a successful reset the reading would be the process peak,
+        // not the loop's: report nothing rather than a wrong number.
+        loop_peak_rss_mb: if reset { loop_peak } else { None },
+        embeddings: Some(spec.embeddings.clone()),
+    })
+}
+
+/// Matryoshka truncation + L2 renormalisation, applied by the harness inside
+/// each timed call when request.model.truncate_dim is set.
+///
+/// Keeps the first `dim` columns of every row (all of them if `dim >= e.dim`),
+/// in place without allocating, then divides each row by its L2 norm
+/// (clamped to 1e-12 like torch.nn.functional.normalize).
+pub fn truncate_and_normalize(e: &mut Embeddings, dim: usize) {
+    let old = e.dim;
+    let new = dim.min(old);
+    if new < old {
+        for r in 1..e.rows {
+            e.data.copy_within(r * old..r * old + new, r * new);
+        }
+        e.data.truncate(e.rows * new);
+        e.dim = new;
+    }
+    if new == 0 {
+        return;
+    }
+    for row in e.data.chunks_exact_mut(new) {
+        let norm = row.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>().sqrt().max(1e-12);
+        let inv = (1.0 / norm) as f32;
+        for x in row.iter_mut() {
+            *x *= inv;
+        }
+    }
+}
+
+/// Write the result atomically: a temporary file in the same folder, then rename.
+pub fn write_result(path: &Path, result: &RunResult) -> Result<()> {
+    let text = serde_json::to_vec_pretty(result)?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name().ok_or_else(|| anyhow!("result path {} has no file name", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp{}", std::process::id()));
+    let tmp = dir.join(tmp_name);
+    std::fs::write(&tmp, &text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+    Ok(())
+}

@@ -1,0 +1,268 @@
+//! Request and result types of protocol version 1.
+//!
+//! Field names follow `src/embedperf/protocol/request.schema.json` and
+//! `result.schema.json` exactly. Enum-valued fields of the schema (family,
+//! pooling, precision, artifact format, ...) are kept as `String`s so that a
+//! runner reads every valid request; helpers give typed views where useful.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this crate speaks.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+// ---------------------------------------------------------------- request
+
+/// What the orchestrator asks one runner process to do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    pub protocol: u32,
+    /// Registry name of the runtime, e.g. `onnxruntime-rust`, `null-rust`.
+    pub runtime: String,
+    pub model: ModelInfo,
+    pub artifact: Artifact,
+    pub shapes: Vec<ShapeSpec>,
+    /// `cpu`, `cuda` or `cuda:N`.
+    pub device: String,
+    /// `fp32`, `fp16` or `bf16`.
+    pub precision: String,
+    pub threads: Threads,
+    pub timing: Timing,
+    /// Session options every ONNX Runtime binding applies identically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub onnxruntime: Option<OrtOptions>,
+    /// Null runners only: misbehave on purpose.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<Fault>,
+}
+
+impl Request {
+    /// Parse a request from JSON text and check the protocol version.
+    pub fn from_json(text: &str) -> anyhow::Result<Self> {
+        let r: Request = serde_json::from_str(text)?;
+        anyhow::ensure!(
+            r.protocol == PROTOCOL_VERSION,
+            "unsupported protocol version {} (this runner speaks {})",
+            r.protocol,
+            PROTOCOL_VERSION
+        );
+        Ok(r)
+    }
+
+    /// Read and parse a request file.
+    pub fn from_path(path: impl AsRef<std::path::Path>) -> anyhow::Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read request {}: {e}", path.display()))?;
+        Self::from_json(&text)
+    }
+
+    /// `true` for `cuda` / `cuda:N`.
+    pub fn is_cuda(&self) -> bool {
+        self.device.starts_with("cuda")
+    }
+
+    /// The CUDA ordinal of `cuda:N` (0 for plain `cuda`), `None` for cpu.
+    pub fn cuda_ordinal(&self) -> Option<usize> {
+        if !self.is_cuda() {
+            return None;
+        }
+        match self.device.split_once(':') {
+            Some((_, n)) => n.parse().ok(),
+            None => Some(0),
+        }
+    }
+}
+
+/// Architecture facts a runner needs beyond the artifact itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    /// `bert`, `gemma3`, `qwen3` or `xlm-roberta`.
+    pub family: String,
+    /// `mean`, `cls` or `last`.
+    pub pooling: String,
+    pub normalize: bool,
+    /// Tensor names in heads.safetensors of bias-free Dense layers, in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dense: Option<Vec<String>>,
+    /// Width of the graph's sentence_embedding before truncation.
+    pub output_dim: usize,
+    /// Matryoshka truncation: keep the first N dims, then L2-normalise again.
+    #[serde(default)]
+    pub truncate_dim: Option<usize>,
+}
+
+/// The model artifact to load.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Artifact {
+    /// `reference`, `onnx`, `openvino` or `none`.
+    pub format: String,
+    pub path: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// torch only: attn_implementation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention: Option<String>,
+}
+
+/// One (batch, seq) shape to time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapeSpec {
+    pub batch: usize,
+    pub seq: usize,
+    /// safetensors file: input_ids I64 [B,S], attention_mask I64 [B,S], lengths I64 [B].
+    pub workload: String,
+    /// Where the runner writes sentence_embedding F32 [B,D] from its last timed call.
+    pub embeddings: String,
+}
+
+/// Thread counts, set explicitly in the framework.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Threads {
+    pub intra_op: usize,
+    pub inter_op: usize,
+}
+
+/// Timing-loop parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    pub warmup: usize,
+    pub min_calls: usize,
+    pub min_seconds: f64,
+    pub max_seconds: f64,
+    /// Optional cap on timed calls (stop_rule `call_cap`); keeps the samples
+    /// of very fast calls (null runners) bounded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<usize>,
+}
+
+/// ONNX Runtime session options (every field optional: absent = library default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrtOptions {
+    /// `disable`, `basic`, `extended` or `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub graph_optimization_level: Option<String>,
+    /// `sequential` or `parallel`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_mode: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_cpu_mem_arena: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_spinning: Option<bool>,
+}
+
+/// Fault injection for the null runners.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    /// `crash`, `hang`, `exit` or `oom`.
+    pub kind: String,
+    /// Shape index at which to misbehave (default 0).
+    #[serde(default)]
+    pub at_shape: usize,
+}
+
+// ----------------------------------------------------------------- result
+
+/// What one runner process reports (`result.schema.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunResult {
+    pub protocol: u32,
+    pub runner: RunnerInfo,
+    pub framework: Framework,
+    pub device: DeviceInfo,
+    pub threads: Threads,
+    /// Framework settings actually applied; always a JSON object when present.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub settings: serde_json::Value,
+    pub load_s: Option<f64>,
+    pub peak_rss_mb: Option<f64>,
+    pub shapes: Vec<ShapeResult>,
+    pub error: Option<ErrorInfo>,
+}
+
+/// Which runner program wrote the result.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunnerInfo {
+    pub name: String,
+    /// `python`, `rust` or `cpp`.
+    pub language: String,
+    pub version: Option<String>,
+}
+
+/// The library that ran the model: name, version, and any extras
+/// (`library_path`, `library_sha256`, `binding`, ...) flattened into the object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Framework {
+    pub name: String,
+    pub version: Option<String>,
+    #[serde(flatten)]
+    pub extras: BTreeMap<String, serde_json::Value>,
+}
+
+impl Framework {
+    pub fn new(name: impl Into<String>, version: Option<String>) -> Self {
+        Framework { name: name.into(), version, extras: BTreeMap::new() }
+    }
+
+    /// Builder: add one extra field.
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<serde_json::Value>) -> Self {
+        self.extras.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// Which device and provider actually ran.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    pub requested: String,
+    pub used: String,
+    pub provider: Option<String>,
+}
+
+/// A failure of the runner as a whole (e.g. could not load).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo {
+    pub kind: String,
+    pub message: String,
+}
+
+/// Outcome of one shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShapeResult {
+    pub batch: usize,
+    pub seq: usize,
+    /// `ok` or `failed`.
+    pub status: String,
+    pub error: Option<String>,
+    pub first_call_s: Option<f64>,
+    pub warmup_ns: Vec<u64>,
+    pub samples_ns: Vec<u64>,
+    /// `min_reached`, `time_cap`, `call_cap`, or null when the loop did not finish.
+    pub stop_rule: Option<String>,
+    pub loop_s: Option<f64>,
+    pub peak_rss_mb: Option<f64>,
+    pub loop_peak_rss_mb: Option<f64>,
+    pub embeddings: Option<String>,
+}
+
+impl ShapeResult {
+    /// An empty record for `spec` with status `failed`.
+    pub fn failed(spec: &ShapeSpec, message: String) -> Self {
+        ShapeResult {
+            batch: spec.batch,
+            seq: spec.seq,
+            status: "failed".into(),
+            error: Some(message),
+            first_call_s: None,
+            warmup_ns: Vec::new(),
+            samples_ns: Vec::new(),
+            stop_rule: None,
+            loop_s: None,
+            peak_rss_mb: None,
+            loop_peak_rss_mb: None,
+            embeddings: None,
+        }
+    }
+}

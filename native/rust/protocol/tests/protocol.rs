@@ -1,0 +1,403 @@
+//! Contract tests of the protocol crate: request parsing, workload I/O, the
+//! timing loop's stop rule, truncation, result JSON vs the schema.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use embedperf_protocol::*;
+use serde_json::Value;
+
+const SAMPLE_REQUEST: &str = r#"{
+  "protocol": 1,
+  "runtime": "onnxruntime-rust",
+  "model": {"name": "bge-small", "family": "bert", "pooling": "cls", "normalize": true,
+            "dense": ["dense.0.weight"], "output_dim": 384, "truncate_dim": 128},
+  "artifact": {"format": "onnx", "path": "/models/bge/model.onnx", "sha256": "ab12", "attention": null},
+  "shapes": [
+    {"batch": 1, "seq": 16, "workload": "/w/1x16.safetensors", "embeddings": "/e/1x16.safetensors"},
+    {"batch": 32, "seq": 512, "workload": "/w/32x512.safetensors", "embeddings": "/e/32x512.safetensors"}
+  ],
+  "device": "cuda:1",
+  "precision": "fp32",
+  "threads": {"intra_op": 8, "inter_op": 1},
+  "timing": {"warmup": 5, "min_calls": 30, "min_seconds": 2.5, "max_seconds": 60, "max_calls": 20000},
+  "onnxruntime": {"graph_optimization_level": "extended", "execution_mode": "parallel",
+                  "enable_cpu_mem_arena": false, "allow_spinning": true},
+  "fault": {"kind": "hang", "at_shape": 1}
+}"#;
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("embedperf-protocol-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn schema_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../src/embedperf/protocol").join(name)
+}
+
+#[test]
+fn parses_sample_request() {
+    let r = Request::from_json(SAMPLE_REQUEST).unwrap();
+    assert_eq!(r.protocol, 1);
+    assert_eq!(r.model.family, "bert");
+    assert_eq!(r.model.output_dim, 384);
+    assert_eq!(r.model.truncate_dim, Some(128));
+    assert_eq!(r.model.dense.as_deref(), Some(&["dense.0.weight".to_string()][..]));
+    assert_eq!(r.artifact.sha256.as_deref(), Some("ab12"));
+    assert_eq!(r.shapes.len(), 2);
+    assert_eq!((r.shapes[1].batch, r.shapes[1].seq), (32, 512));
+    assert_eq!(r.threads, Threads { intra_op: 8, inter_op: 1 });
+    assert_eq!(r.timing.min_seconds, 2.5);
+    assert_eq!(r.timing.max_seconds, 60.0); // an integer in JSON is fine for a number
+    assert_eq!(r.timing.max_calls, Some(20000));
+    let o = r.onnxruntime.as_ref().unwrap();
+    assert_eq!(o.graph_optimization_level.as_deref(), Some("extended"));
+    assert_eq!(o.enable_cpu_mem_arena, Some(false));
+    assert_eq!(r.fault, Some(Fault { kind: "hang".into(), at_shape: 1 }));
+    assert!(r.is_cuda());
+    assert_eq!(r.cuda_ordinal(), Some(1));
+
+    // Minimal request: every optional member absent or null.
+    let mut v: Value = serde_json::from_str(SAMPLE_REQUEST).unwrap();
+    let o = v.as_object_mut().unwrap();
+    o.remove("onnxruntime");
+    o.insert("fault".into(), Value::Null);
+    o["model"].as_object_mut().unwrap().remove("dense");
+    o["model"].as_object_mut().unwrap().remove("truncate_dim");
+    o["artifact"].as_object_mut().unwrap().remove("sha256");
+    o["artifact"].as_object_mut().unwrap().remove("attention");
+    o["timing"].as_object_mut().unwrap().insert("max_calls".into(), Value::Null);
+    o.insert("device".into(), "cpu".into());
+    v["fault"] = Value::Null;
+    let r = Request::from_json(&v.to_string()).unwrap();
+    assert!(r.onnxruntime.is_none() && r.fault.is_none() && r.model.truncate_dim.is_none());
+    assert_eq!(r.timing.max_calls, None);
+    assert_eq!(r.cuda_ordinal(), None);
+    // A fault without at_shape means shape 0; an empty onnxruntime object is fine.
+    v["fault"] = serde_json::json!({"kind": "crash"});
+    v["onnxruntime"] = serde_json::json!({});
+    let r = Request::from_json(&v.to_string()).unwrap();
+    assert_eq!(r.fault.unwrap().at_shape, 0);
+    assert_eq!(r.onnxruntime, Some(OrtOptions::default()));
+
+    // Wrong protocol version is refused.
+    v["protocol"] = 2.into();
+    assert!(Request::from_json(&v.to_string()).is_err());
+}
+
+#[test]
+fn workload_round_trip() {
+    let d = scratch("workload");
+    let b = Batch {
+        batch: 2,
+        seq: 3,
+        input_ids: vec![101, 7592, 102, 101, i64::MAX, -5],
+        attention_mask: vec![1, 1, 1, 1, 1, 0],
+        lengths: vec![3, 2],
+    };
+    let p = d.join("w.safetensors");
+    write_workload(&p, &b).unwrap();
+    assert_eq!(read_workload(&p, Some((2, 3))).unwrap(), b);
+    assert_eq!(read_workload(&p, None).unwrap(), b);
+    let err = read_workload(&p, Some((2, 4))).unwrap_err().to_string();
+    assert!(err.contains("[2,3]"), "{err}");
+    assert!(read_workload(d.join("missing.safetensors"), None).is_err());
+
+    let e = Embeddings { rows: 2, dim: 3, data: vec![0.5, -1.0, 3.25, 0.0, f32::MIN_POSITIVE, 7.0] };
+    let q = d.join("sub/e.safetensors");
+    write_embeddings(&q, &e).unwrap();
+    assert_eq!(read_embeddings(&q).unwrap(), e);
+}
+
+#[test]
+fn truncate_and_normalize_hand_checked() {
+    // [3,4,12] -> first 2 dims [3,4], norm 5 -> [0.6, 0.8]
+    // [1,2,2] kept whole when dim >= width -> norm 3 -> [1/3, 2/3, 2/3] (checked below)
+    // zero row stays zero (norm clamped to 1e-12).
+    let mut e = Embeddings { rows: 3, dim: 3, data: vec![3.0, 4.0, 12.0, 0.0, 0.0, 5.0, -6.0, 8.0, 1.0] };
+    truncate_and_normalize(&mut e, 2);
+    assert_eq!((e.rows, e.dim, e.data.len()), (3, 2, 6));
+    let want = [0.6, 0.8, 0.0, 0.0, -0.6, 0.8];
+    for (g, w) in e.data.iter().zip(want) {
+        assert!((g - w).abs() < 1e-7, "{:?}", e.data);
+    }
+    let mut e = Embeddings { rows: 1, dim: 3, data: vec![1.0, 2.0, 2.0] };
+    truncate_and_normalize(&mut e, 10);
+    assert_eq!(e.dim, 3);
+    for (g, w) in e.data.iter().zip([1.0 / 3.0, 2.0 / 3.0, 2.0 / 3.0]) {
+        assert!((g - w).abs() < 1e-7, "{:?}", e.data);
+    }
+}
+
+// ------------------------------------------------------------ fake engine
+
+/// Behaviour chosen by `request.runtime`: "slow:<ms>", "fail-load", "panic-at:<shape>".
+struct Fake {
+    sleep: Duration,
+    dim: usize,
+    panic_at: Option<usize>,
+    shape: usize,
+}
+
+impl Engine for Fake {
+    fn load(request: &Request) -> anyhow::Result<Self> {
+        let rt = request.runtime.as_str();
+        anyhow::ensure!(rt != "fail-load", "cannot load: on purpose");
+        let ms = rt.strip_prefix("slow:").map_or(0, |m| m.parse().unwrap());
+        let panic_at = rt.strip_prefix("panic-at:").map(|m| m.parse().unwrap());
+        Ok(Fake { sleep: Duration::from_millis(ms), dim: request.model.output_dim, panic_at, shape: 0 })
+    }
+    fn begin_shape(&mut self, index: usize, _spec: &ShapeSpec) -> anyhow::Result<()> {
+        self.shape = index;
+        Ok(())
+    }
+    fn embed(&mut self, batch: &Batch) -> anyhow::Result<Embeddings> {
+        if self.panic_at == Some(self.shape) {
+            panic!("engine exploded");
+        }
+        std::thread::sleep(self.sleep);
+        // Row i = [1, 2, ..., dim] * (i+1): after truncation to 2 -> [1,2]/sqrt(5).
+        let mut data = Vec::with_capacity(batch.batch * self.dim);
+        for i in 0..batch.batch {
+            data.extend((1..=self.dim).map(|k| (k * (i + 1)) as f32));
+        }
+        Ok(Embeddings { rows: batch.batch, dim: self.dim, data })
+    }
+    fn framework(&self) -> Framework {
+        Framework::new("fake", Some("0.0".into())).with("binding", "test")
+    }
+    fn device(&self) -> DeviceInfo {
+        DeviceInfo { requested: "cpu".into(), used: "cpu".into(), provider: None }
+    }
+    fn settings(&self) -> Value {
+        serde_json::json!({"sleep_ms": self.sleep.as_millis() as u64})
+    }
+}
+
+fn fake_request(d: &Path, runtime: &str, timing: Timing, shapes: &[(usize, usize)], truncate: Option<usize>) -> PathBuf {
+    let mut specs = Vec::new();
+    for &(b, s) in shapes {
+        let w = d.join(format!("w{b}x{s}.safetensors"));
+        write_workload(
+            &w,
+            &Batch { batch: b, seq: s, input_ids: vec![1; b * s], attention_mask: vec![1; b * s], lengths: vec![s as i64; b] },
+        )
+        .unwrap();
+        specs.push(ShapeSpec {
+            batch: b,
+            seq: s,
+            workload: w.display().to_string(),
+            embeddings: d.join(format!("e{b}x{s}.safetensors")).display().to_string(),
+        });
+    }
+    let req = Request {
+        protocol: 1,
+        runtime: runtime.into(),
+        model: ModelInfo {
+            name: "fake".into(),
+            family: "bert".into(),
+            pooling: "mean".into(),
+            normalize: true,
+            dense: None,
+            output_dim: 4,
+            truncate_dim: truncate,
+        },
+        artifact: Artifact { format: "none".into(), path: String::new(), sha256: None, attention: None },
+        shapes: specs,
+        device: "cpu".into(),
+        precision: "fp32".into(),
+        threads: Threads { intra_op: 1, inter_op: 1 },
+        timing,
+        onnxruntime: None,
+        fault: None,
+    };
+    let p = d.join("request.json");
+    std::fs::write(&p, serde_json::to_string_pretty(&req).unwrap()).unwrap();
+    p
+}
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+#[test]
+fn stop_rule_time_cap_with_slow_engine() {
+    let d = scratch("timecap");
+    // 20 ms per call, 1000 calls wanted, 0.2 s cap -> stops at the cap after ~10 calls.
+    let t = Timing { warmup: 2, min_calls: 1000, min_seconds: 0.0, max_seconds: 0.2, max_calls: None };
+    let rq = fake_request(&d, "slow:20", t, &[(2, 4)], None);
+    let rs = d.join("result.json");
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let r = read_json(&rs);
+    let s = &r["shapes"][0];
+    assert_eq!(s["status"], "ok");
+    assert_eq!(s["stop_rule"], "time_cap");
+    let n = s["samples_ns"].as_array().unwrap().len();
+    assert!((5..=11).contains(&n), "{n} calls");
+    assert!(s["loop_s"].as_f64().unwrap() >= 0.2);
+    assert!(s["samples_ns"].as_array().unwrap().iter().all(|x| x.as_u64().unwrap() >= 20_000_000));
+    assert_eq!(s["warmup_ns"].as_array().unwrap().len(), 2);
+    let first = s["first_call_s"].as_f64().unwrap();
+    assert!(first >= 0.02 && (first * 1e9).round() as u64 == s["warmup_ns"][0].as_u64().unwrap());
+}
+
+#[test]
+fn stop_rule_min_reached_with_slow_engine() {
+    let d = scratch("minreached");
+    // 5 ms per call: min 3 calls and 0.1 s -> ~20 calls, well before the 10 s cap.
+    let t = Timing { warmup: 0, min_calls: 3, min_seconds: 0.1, max_seconds: 10.0, max_calls: None };
+    let rq = fake_request(&d, "slow:5", t, &[(1, 2), (3, 2)], Some(2));
+    let rs = d.join("result.json");
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let r = read_json(&rs);
+    for s in r["shapes"].as_array().unwrap() {
+        assert_eq!(s["stop_rule"], "min_reached");
+        let n = s["samples_ns"].as_array().unwrap().len();
+        assert!((3..100).contains(&n), "{n}");
+        let loop_s = s["loop_s"].as_f64().unwrap();
+        assert!((0.1..2.0).contains(&loop_s), "{loop_s}");
+        // warmup 0: first_call_s is the first timed call.
+        assert!(s["warmup_ns"].as_array().unwrap().is_empty());
+        assert_eq!((s["first_call_s"].as_f64().unwrap() * 1e9).round() as u64, s["samples_ns"][0].as_u64().unwrap());
+    }
+    // Also: min_calls dominates when min_seconds is 0.
+    let t = Timing { warmup: 1, min_calls: 7, min_seconds: 0.0, max_seconds: 10.0, max_calls: None };
+    let rq = fake_request(&d, "slow:1", t, &[(1, 2)], None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let r = read_json(&rs);
+    assert_eq!(r["shapes"][0]["samples_ns"].as_array().unwrap().len(), 7);
+    assert_eq!(r["shapes"][0]["stop_rule"], "min_reached");
+
+    // max_calls: the loop stops after that many calls (call_cap) before min_seconds.
+    let t = Timing { warmup: 0, min_calls: 1, min_seconds: 5.0, max_seconds: 10.0, max_calls: Some(4) };
+    let d2 = scratch("callcap");
+    let rq2 = fake_request(&d2, "slow:0", t, &[(1, 2)], None);
+    let rs2 = d2.join("result.json");
+    assert_eq!(run_with_paths::<Fake>("fake", &rq2, &rs2), ExitCode::SUCCESS);
+    let r = read_json(&rs2);
+    assert_eq!(r["shapes"][0]["stop_rule"], "call_cap");
+    assert_eq!(r["shapes"][0]["samples_ns"].as_array().unwrap().len(), 4);
+
+    // Truncation happened inside the calls: rows are [1,2]/sqrt(5) (row scale drops out).
+    let e = read_embeddings(d.join("e3x2.safetensors")).unwrap();
+    assert_eq!((e.rows, e.dim), (3, 2));
+    let (a, b) = (1.0 / 5f32.sqrt(), 2.0 / 5f32.sqrt());
+    for r in 0..3 {
+        assert!((e.row(r)[0] - a).abs() < 1e-6 && (e.row(r)[1] - b).abs() < 1e-6, "{:?}", e.data);
+    }
+}
+
+/// Every "required" member of `schema` (recursing into properties, items) is present in `v`,
+/// and `const`/`enum` constraints hold — a small structural check without a validator crate.
+fn check_required(schema: &Value, v: &Value, at: &str) {
+    if let Some(c) = schema.get("const") {
+        assert_eq!(v, c, "{at}: const");
+    }
+    if let Some(e) = schema.get("enum").and_then(Value::as_array) {
+        assert!(e.contains(v), "{at}: {v} not in {e:?}");
+    }
+    if let (Some(obj), Some(req)) = (v.as_object(), schema.get("required").and_then(Value::as_array)) {
+        for k in req {
+            assert!(obj.contains_key(k.as_str().unwrap()), "{at}: missing required {k}");
+        }
+    }
+    if let (Some(obj), Some(props)) = (v.as_object(), schema.get("properties").and_then(Value::as_object)) {
+        for (k, sub) in props {
+            if let Some(x) = obj.get(k) {
+                check_required(sub, x, &format!("{at}.{k}"));
+            }
+        }
+    }
+    if let (Some(arr), Some(items)) = (v.as_array(), schema.get("items")) {
+        for (i, x) in arr.iter().enumerate() {
+            check_required(items, x, &format!("{at}[{i}]"));
+        }
+    }
+    // Declared types (a subset: the ones our values take).
+    if let Some(t) = schema.get("type") {
+        let types: Vec<&str> = match t {
+            Value::String(s) => vec![s.as_str()],
+            Value::Array(a) => a.iter().filter_map(Value::as_str).collect(),
+            _ => vec![],
+        };
+        let ok = types.iter().any(|t| match *t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_i64() || v.is_u64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            _ => true,
+        });
+        assert!(ok, "{at}: {v} is not {types:?}");
+    }
+}
+
+#[test]
+fn result_json_has_schema_required_fields() {
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path("result.schema.json")).unwrap()).unwrap();
+    let d = scratch("schema");
+    let t = Timing { warmup: 1, min_calls: 2, min_seconds: 0.0, max_seconds: 1.0, max_calls: None };
+    // Shape 1 panics inside the engine: that shape fails, the others go on.
+    let rq = fake_request(&d, "panic-at:1", t, &[(1, 2), (2, 2), (3, 2)], None);
+    let rs = d.join("result.json");
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let r = read_json(&rs);
+    check_required(&schema, &r, "result");
+    assert_eq!(r["runner"]["language"], "rust");
+    assert_eq!(r["framework"]["binding"], "test"); // extras are flattened
+    assert_eq!(r["settings"]["sleep_ms"], 0);
+    let st: Vec<&str> = r["shapes"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
+    assert_eq!(st, ["ok", "failed", "ok"]);
+    assert!(r["shapes"][1]["error"].as_str().unwrap().contains("engine exploded"));
+    assert!(r["peak_rss_mb"].as_f64().unwrap() > 0.0);
+    assert!(r["shapes"][0]["loop_peak_rss_mb"].is_number() || r["shapes"][0]["loop_peak_rss_mb"].is_null());
+    // No temp file left behind.
+    let leftovers: Vec<_> = std::fs::read_dir(&d).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp")).collect();
+    assert!(leftovers.is_empty());
+
+    // Load failure: error {kind, message}, exit 1, still schema-valid.
+    let rq = fake_request(&d, "fail-load", t, &[(1, 2)], None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::from(1));
+    let r = read_json(&rs);
+    check_required(&schema, &r, "result");
+    assert_eq!(r["error"]["kind"], "load");
+    assert!(r["error"]["message"].as_str().unwrap().contains("on purpose"));
+    assert!(r["shapes"].as_array().unwrap().is_empty());
+
+    // Another protocol version: error kind "protocol", exit 1.
+    let mut v = read_json(&rq);
+    v["protocol"] = 2.into();
+    std::fs::write(&rq, v.to_string()).unwrap();
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::from(1));
+    let r = read_json(&rs);
+    check_required(&schema, &r, "result");
+    assert_eq!(r["error"]["kind"], "protocol");
+
+    // Unreadable request: exit 1 with an error result.
+    std::fs::write(&rq, "{not json").unwrap();
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::from(1));
+    let r = read_json(&rs);
+    check_required(&schema, &r, "result");
+    assert_eq!(r["error"]["kind"], "request");
+}
+
+#[test]
+fn memory_readings() {
+    assert_eq!(memory::parse_status_kib("Name:\tx\nVmHWM:\t  20480 kB\nVmRSS:\t 1 kB\n", "VmHWM:"), Some(20480));
+    let hwm = memory::vm_hwm_mib().expect("/proc/self/status");
+    assert!(hwm > 0.0);
+    // Touch 64 MiB, drop it, reset: the peak comes back down near the current RSS.
+    let v = vec![1u8; 64 << 20];
+    std::hint::black_box(&v);
+    drop(v);
+    let before = memory::vm_hwm_mib().unwrap();
+    if memory::reset_hwm() {
+        let after = memory::vm_hwm_mib().unwrap();
+        assert!(after <= before, "{after} > {before}");
+    }
+}
