@@ -189,8 +189,9 @@ SUITE_KEYS = {"models", "model", "source", "path", "revision", "truncate_dim", "
               "machines", "cloud"}  # the last two are read by `embedperf cloud`
 
 
-def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
-    """Read a suite YAML file: the same keys as the command line."""
+def read_suite(path: Path) -> dict:
+    """A suite file's YAML mapping, or one clear SpecError."""
+    path = Path(path)
     if not path.is_file():
         raise SpecError(f"suite file {path} does not exist")
     try:
@@ -199,6 +200,12 @@ def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
         raise SpecError(f"suite {path} is not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(doc, dict):
         raise SpecError(f"suite {path} must be a mapping of keys ({', '.join(sorted(SUITE_KEYS))})")
+    return doc
+
+
+def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
+    """Read a suite YAML file: the same keys as the command line."""
+    doc = read_suite(path)
     unknown = set(doc) - SUITE_KEYS
     if unknown:
         raise SpecError(f"suite {path}: unknown key(s) {', '.join(sorted(unknown))}; "

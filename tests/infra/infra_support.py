@@ -129,17 +129,9 @@ def checkov() -> str:
 
 # --- the CLI ------------------------------------------------------------------------------
 
-_WIRED: list[bool] = []
-
-
 def cloud(*args: str, timeout: float = 900, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`embedperf cloud ARGS`; until the main CLI mounts it, `python -m embedperf.cloud.cli ARGS` (same commands)."""
-    if not _WIRED:
-        _WIRED.append(embedperf("cloud", "--help", timeout=120).returncode == 0)
-    if _WIRED[0]:
-        return embedperf("cloud", *args, timeout=timeout, env=env)
-    return subprocess.run([sys.executable, "-m", "embedperf.cloud.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, **(env or {})}, cwd=REPO)
+    """`embedperf cloud ARGS`, as a user runs it."""
+    return embedperf("cloud", *args, timeout=timeout, env=env)
 
 
 def cell_files(folder: Path) -> list[Path]:

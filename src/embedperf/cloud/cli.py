@@ -368,30 +368,3 @@ def down(
         current["instance_ids"] = {}
         _current_file().write_text(json.dumps(current, indent=1))
     _say(f"down: {what} destroyed")
-
-
-def main() -> None:
-    """`python -m embedperf.cloud.cli`: the same commands as `embedperf cloud`, the same one-line errors."""
-    try:
-        rc = cloud_app(standalone_mode=False, prog_name="embedperf cloud")
-        if isinstance(rc, int) and rc:
-            sys.exit(rc)
-    except SpecError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        print("aborted", file=sys.stderr)
-        sys.exit(130)
-    except Exception as e:
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
-
-
-if __name__ == "__main__":
-    main()

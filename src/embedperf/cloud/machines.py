@@ -76,16 +76,9 @@ class CloudSuite:
 
 
 def _read(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"suite file {path} does not exist")
-    try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(f"suite {path} is not valid YAML: {str(e).splitlines()[0]}") from None
-    if not isinstance(doc, dict):
-        raise SpecError(f"suite {path} must be a mapping of keys")
-    return doc
+    from embedperf.spec import read_suite
+
+    return read_suite(path)
 
 
 def suite_devices(doc: dict) -> list[str]:
