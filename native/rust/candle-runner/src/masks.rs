@@ -93,6 +93,34 @@ pub fn attention_bias(
     (bias, seq)
 }
 
+/// The same bias as [`attention_bias`], `[batch, 1, rows, seq]`, built on `device`
+/// from the `[batch, 1, 1, seq]` padding mask and the `[seq, seq]` pattern with a
+/// select (`where(allowed, 0, MASKED)`). Used on CUDA, where uploading a host-built
+/// `batch x seq x seq` float bias would cost a large copy per call.
+pub fn device_bias(
+    mask: &[i64],
+    batch: usize,
+    seq: usize,
+    pattern: Pattern,
+    device: &candle_core::Device,
+) -> candle_core::Result<candle_core::Tensor> {
+    use candle_core::{DType, Tensor};
+    let pad: Vec<u8> = mask.iter().map(|&m| (m != 0) as u8).collect();
+    let pad = Tensor::from_vec(pad, (batch, 1, 1, seq), device)?;
+    let allowed = if pattern.query_independent() {
+        pad
+    } else {
+        let win: Vec<u8> = (0..seq * seq)
+            .map(|i| pattern.allows(i / seq, i % seq) as u8)
+            .collect();
+        let win = Tensor::from_vec(win, (1, 1, seq, seq), device)?;
+        win.broadcast_mul(&pad)?
+    };
+    let zeros = Tensor::zeros(allowed.shape(), DType::F32, device)?;
+    let blocked = Tensor::full(MASKED, allowed.shape(), device)?;
+    allowed.where_cond(&zeros, &blocked)
+}
+
 /// Index of the last position whose mask is 1, per row (0 for a row without any).
 /// Never derived from token ids: Qwen3's last real token is an EOS that is also the pad id.
 pub fn last_token_indices(mask: &[i64], batch: usize, seq: usize) -> Vec<usize> {
@@ -187,6 +215,27 @@ mod tests {
         assert!(bias.iter().all(|v| v.is_finite()));
         let row5 = &bias[5 * 6..6 * 6];
         assert!(row5.iter().all(|&v| v == MASKED));
+    }
+
+    #[test]
+    fn device_bias_equals_host_bias() {
+        let dev = candle_core::Device::Cpu;
+        let mask = [1, 1, 1, 1, 1, 0, 0, 1, 1, 0, 0, 0, 1, 1, 1, 1, 1, 1];
+        for p in [
+            Pattern::Full,
+            Pattern::Causal,
+            Pattern::CausalWindow(2),
+            Pattern::BidirectionalWindow(3),
+        ] {
+            let (host, rows) = attention_bias(&mask, 3, 6, p);
+            let d = device_bias(&mask, 3, 6, p, &dev).unwrap();
+            assert_eq!(d.dims(), &[3, 1, rows, 6]);
+            assert_eq!(
+                d.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                host,
+                "{p:?}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::decoder::Decoder;
 use crate::encoders::{Bert, XlmRoberta};
-use crate::masks::attention_bias;
+use crate::masks::{attention_bias, device_bias};
 use crate::{config, pooling};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,8 +236,13 @@ impl EmbeddingModel {
                 let ids = Tensor::from_vec(ids, batch * seq, dev)?;
                 let mut biases = Vec::new();
                 for p in m.patterns() {
-                    let (bias, rows) = attention_bias(attention_mask, batch, seq, p);
-                    biases.push((p, Tensor::from_vec(bias, (batch, 1, rows, seq), dev)?));
+                    let bias = if dev.is_cpu() {
+                        let (bias, rows) = attention_bias(attention_mask, batch, seq, p);
+                        Tensor::from_vec(bias, (batch, 1, rows, seq), dev)?
+                    } else {
+                        device_bias(attention_mask, batch, seq, p, dev)?
+                    };
+                    biases.push((p, bias));
                 }
                 if let std::collections::hash_map::Entry::Vacant(slot) = self.rope_cache.entry(seq)
                 {

@@ -68,7 +68,8 @@ def main():
             p = subprocess.run([args.bin, "--request", rp, "--result", resp], capture_output=True, text=True)
             res = json.load(open(resp))
             if p.returncode or res.get("error") or res["shapes"][0]["status"] != "ok":
-                print(folder, "FAILED", p.stderr[-2000:], res.get("error"), res["shapes"][0].get("error"))
+                shape_err = res["shapes"][0].get("error") if res.get("shapes") else None
+                print(folder, "FAILED", p.stderr[-2000:], res.get("error"), shape_err)
                 ok = False
                 continue
             out = load_file(emb)["sentence_embedding"]
