@@ -54,6 +54,15 @@ if [[ ${#ASSEMBLE[@]} -lt 2 ]]; then
   done <<< "$out"
 fi
 
+# The build folder is shared by every checkout on this machine (a fresh clone reuses it):
+# CMake refuses a cache made from another source folder, so start that cache afresh.
+if [[ -f "$BUILD_DIR/CMakeCache.txt" ]]; then
+  prev=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD_DIR/CMakeCache.txt")
+  if [[ -n "$prev" && "$(cd "$prev" 2>/dev/null && pwd -P)" != "$(cd "$HERE" && pwd -P)" ]]; then
+    log "build folder was configured for $prev: reconfiguring for $HERE"
+    rm -rf "$BUILD_DIR/CMakeCache.txt" "$BUILD_DIR/CMakeFiles"
+  fi
+fi
 CFG=(-S "$HERE" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release)
 if [[ -n "${ONNXRUNTIME_ROOT:-}" ]]; then CFG+=("-DONNXRUNTIME_ROOT=$ONNXRUNTIME_ROOT"); fi
 if [[ -n "$NLOHMANN_JSON_ROOT" ]]; then CFG+=("-DCMAKE_PREFIX_PATH=$NLOHMANN_JSON_ROOT" "-DNLOHMANN_JSON_ROOT=$NLOHMANN_JSON_ROOT"); fi
