@@ -303,6 +303,10 @@ class Orchestrator:
             doc["warnings"].append(f"seq {s} is above max_seq_length {spec.st_max_seq_length}")
         if status == "ok" and not runtime.is_null:
             doc["parity"] = self.parity(shape, reference)
+            spread = doc["parity"].get("reference_spread")
+            if spread is not None and spread >= parity.SPREAD_LIMIT:
+                doc["warnings"].append(f"reference rows are alike (mean cosine {spread:.4f} between rows): "
+                                       "parity proves less here")
             failed = self.parity_failure(doc["parity"])
             if failed:
                 doc["status"], doc["reason"] = "failed", failed

@@ -62,11 +62,10 @@ impl Engine for CandleEngine {
             .with_context(|| format!("loading {}", request.artifact.path))?;
         let output_dim = model.output_dim();
         if output_dim != request.model.output_dim {
-            // Not fatal: the embeddings written carry their real width; the mismatch
-            // points at the artifact or the request, so say it where it is seen.
-            eprintln!(
-                "embedperf-candle: warning: the model gives {output_dim}-dim embeddings, \
-                 the request says output_dim {}",
+            // The harness checks every call's width against output_dim: fail here,
+            // once, with the reason (artifact and request disagree).
+            bail!(
+                "the model gives {output_dim}-dim embeddings, the request says output_dim {}",
                 request.model.output_dim
             );
         }
