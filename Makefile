@@ -52,6 +52,9 @@ $(CHECKOV):
 
 test-native:
 	@if command -v cargo >/dev/null; then cargo test --release --manifest-path native/rust/Cargo.toml; fi
+	@if command -v nvcc >/dev/null; then \
+	  cargo check --release --manifest-path native/rust/Cargo.toml -p candle-runner -p ort-runner --features cuda; \
+	else echo "test-native: cargo check --features cuda skipped: no CUDA toolkit here (nvcc not found)"; fi
 	@if [ -f "$(CACHE)/cpp-build/CTestTestfile.cmake" ]; then ctest --test-dir "$(CACHE)/cpp-build" --output-on-failure; fi
 
 lock: setup
