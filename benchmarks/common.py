@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 import tempfile
@@ -11,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from embedperf.measure.stats import Stats, ratio_ci
+from embedperf.results.store import load_cells
 
 
 def run_rounds(model: str, source: str, runtimes: list[str], batch: int, seq: int, rounds: int,
@@ -28,10 +28,7 @@ def run_rounds(model: str, source: str, runtimes: list[str], batch: int, seq: in
             if proc.returncode != 0:
                 sys.exit(f"embedperf run failed:\n{proc.stdout}\n{proc.stderr}")
             run_dir = max((p for p in Path(tmp).iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-            for path in run_dir.glob("*.json"):
-                doc = json.loads(path.read_text())
-                if doc.get("schema") != "embedperf/cell/1":
-                    continue
+            for doc in load_cells([run_dir]):
                 docs.append(doc)
                 if doc["status"] != "ok":
                     sys.exit(f"{doc['spec']['runtime']} {batch}x{seq}: {doc['status']}: {doc['reason']}")

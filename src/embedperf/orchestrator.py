@@ -13,7 +13,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 from safetensors.numpy import load_file
 
 import embedperf
@@ -345,10 +344,6 @@ class Orchestrator:
         if self.spec.precision == "fp32" and not (p["min_cosine"] >= parity.FP32_MIN_COSINE):
             return f"parity: min cosine {p['min_cosine']:.6f} < {parity.FP32_MIN_COSINE}"
         return None
-
-
-def load_embeddings(path: str) -> np.ndarray:
-    return load_file(path)["sentence_embedding"]
 
 
 def run_spec(spec: RunSpec, results_root: Path, run_id: str | None = None, say=print,

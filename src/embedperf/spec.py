@@ -189,6 +189,13 @@ SUITE_KEYS = {"models", "model", "source", "path", "revision", "truncate_dim", "
               "machines", "cloud"}  # the last two are read by `embedperf cloud`
 
 
+def reject_unknown(found, valid, where: str) -> None:
+    """One SpecError line naming unknown keys and the valid ones."""
+    unknown = set(found) - set(valid)
+    if unknown:
+        raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid keys: {', '.join(sorted(valid))}")
+
+
 def read_suite(path: Path) -> dict:
     """A suite file's YAML mapping, or one clear SpecError."""
     path = Path(path)
@@ -206,10 +213,7 @@ def read_suite(path: Path) -> dict:
 def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
     """Read a suite YAML file: the same keys as the command line."""
     doc = read_suite(path)
-    unknown = set(doc) - SUITE_KEYS
-    if unknown:
-        raise SpecError(f"suite {path}: unknown key(s) {', '.join(sorted(unknown))}; "
-                        f"valid keys: {', '.join(sorted(SUITE_KEYS))}")
+    reject_unknown(doc, SUITE_KEYS, f"suite {path}")
     doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
     entries = doc.get("models") or [{"name": doc.get("model", next(iter(MODELS)))}]
     models = []

@@ -4,7 +4,6 @@ what the user can fix (no Terraform, no credentials, a bad machines list, no run
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from embedperf.spec import SpecError
+from embedperf.spec import SpecError, reject_unknown
 
 MACHINE_KEYS = {"name", "instance_type", "arch", "device", "ami", "spot", "spot_max_price", "hours",
                 "root_volume_gb"}
@@ -103,10 +103,7 @@ def load_cloud_suite(path: Path, need_amis: bool = True) -> CloudSuite:
     cloud = doc.get("cloud") or {}
     if not isinstance(cloud, dict):
         raise SpecError(f"suite {path}: cloud must be a mapping ({', '.join(sorted(CLOUD_KEYS))})")
-    unknown = set(cloud) - CLOUD_KEYS
-    if unknown:
-        raise SpecError(f"suite {path}: unknown cloud key(s) {', '.join(sorted(unknown))}; "
-                        f"valid: {', '.join(sorted(CLOUD_KEYS))}")
+    reject_unknown(cloud, CLOUD_KEYS, f"suite {path}: cloud")
     entries = doc.get("machines")
     if not entries or not isinstance(entries, list):
         raise SpecError(f"suite {path} has no machines: add a `machines:` list of "
@@ -119,10 +116,7 @@ def load_cloud_suite(path: Path, need_amis: bool = True) -> CloudSuite:
         where = f"suite {path}: machines[{i}]"
         if not isinstance(m, dict):
             raise SpecError(f"{where} must be a mapping with name, instance_type, arch, device")
-        unknown = set(m) - MACHINE_KEYS
-        if unknown:
-            raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
-                            f"valid: {', '.join(sorted(MACHINE_KEYS))}")
+        reject_unknown(m, MACHINE_KEYS, where)
         for key in ("name", "instance_type"):
             if not m.get(key):
                 raise SpecError(f"{where} has no {key}")

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +134,3 @@ def materialize(spec: ModelSpec, located: Located):
         dense.append(weight.float())
     return encoder.eval(), dense
 
-
-def hf_token_present() -> bool:
-    return bool(os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"))

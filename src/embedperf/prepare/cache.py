@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
@@ -117,6 +116,3 @@ def prune(root: Path, everything: bool = False, keys: list[str] | None = None) -
                 shutil.rmtree(path, ignore_errors=True)
     return removed
 
-
-def now() -> float:
-    return time.time()

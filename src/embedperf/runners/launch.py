@@ -13,6 +13,7 @@ import select
 import signal
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -132,8 +133,6 @@ def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
 def launch(runtime: Runtime, request: dict, workdir: Path, tag: str, timeout_s: float,
            memory_limit_mb: float | None, env: dict[str, str]) -> Outcome:
     """Write the request, start the runner, wait for it, read what it wrote."""
-    import time
-
     workdir.mkdir(parents=True, exist_ok=True)
     req_path = workdir / f"{tag}.request.json"
     res_path = workdir / f"{tag}.result.json"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import save_file
 
 from embedperf.models.registry import ModelSpec, TokenScheme
 
@@ -86,6 +86,3 @@ def ensure(spec: ModelSpec, source: str, batch: int, seq: int, root: Path, seed:
         tmp.replace(path)
     return Workload(batch, seq, path)
 
-
-def read(path: Path) -> dict[str, np.ndarray]:
-    return load_file(str(path))
