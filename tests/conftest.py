@@ -14,7 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Quick timing for tests: the behaviour is under test here, not the speed.
-FAST = ["--warmup", "1", "--min-calls", "3", "--min-seconds", "0", "--max-seconds", "30"]
+# (--target-ci 0: stop at min_calls; the stopping rule has tests of its own)
+FAST = ["--warmup", "1", "--min-calls", "3", "--min-seconds", "0", "--max-seconds", "30", "--target-ci", "0",
+        "--no-calibrate"]
 
 
 def shared_models() -> Path:
@@ -67,13 +69,14 @@ def available(names: list[str]) -> list[str]:
 def matrix(tmp_path_factory):
     """Run (once per session) one model on every available runtime; returns (run folder, flat cells)."""
 
-    def get(model: str, source: str, batch: str = "1,3", seq: str = "24") -> tuple[Path, list[dict]]:
+    def get(model: str, source: str, batch: str = "1,3", seq: str | None = "24") -> tuple[Path, list[dict]]:
         key = (model, source, batch, seq)
         if key not in _MATRICES:
             results = tmp_path_factory.mktemp("matrix")
             runtimes = ",".join(available(EVERY_RUNTIME))
-            proc = embedperf("run", "--model", model, "--source", source, "--runtimes", runtimes, "--batch", batch,
-                             "--seq", seq, *FAST, "--results", str(results), timeout=1800)
+            shape = ["--batch", batch] + (["--seq", seq] if seq else [])  # CLIP/SigLIP lengths are fixed
+            proc = embedperf("run", "--model", model, "--source", source, "--runtimes", runtimes, *shape,
+                             *FAST, "--results", str(results), timeout=1800)
             assert proc.returncode == 0, proc.stdout + proc.stderr
             run_dir = next(p for p in results.iterdir() if p.is_dir())
             _MATRICES[key] = (run_dir, cells_of(run_dir))

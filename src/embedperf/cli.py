@@ -45,7 +45,17 @@ def run(
     runtimes: str = typer.Option("torch,onnxruntime-python,openvino", "--runtimes", "-r",
                                  help="Comma-separated runtimes, or `all`; see `embedperf runtimes`."),
     batch: str = typer.Option("1,8", "--batch", "-b", help="Comma-separated batch sizes."),
-    seq: str = typer.Option("16,128", "--seq", "-s", help="Comma-separated sequence lengths (tokens)."),
+    seq: Optional[str] = typer.Option(None, "--seq", "-s", help="Comma-separated sequence lengths in tokens "
+                                      "(default 16,128; CLIP/SigLIP towers have fixed lengths: not allowed there)."),
+    scenario: str = typer.Option("latency", help="latency: one batch called repeatedly; throughput: a seeded corpus "
+                                 "of varied lengths, batched sorted and unsorted (items/s, tokens/s)."),
+    corpus_items: int = typer.Option(1024, help="Throughput: corpus size (log-normal lengths, median 64, σ 0.8)."),
+    images: Optional[Path] = typer.Option(None, help="Image towers: a folder of pictures (default: the sample "
+                                          "photographs inside scikit-image, then seeded synthetic ones)."),
+    target_ci: float = typer.Option(0.01, help="Stop a shape once the 95% bootstrap CI of its median is within "
+                                    "±this share of it (0: stop at --min-calls/--min-seconds)."),
+    calibrate_machine: bool = typer.Option(True, "--calibrate/--no-calibrate",
+                                           help="Measure this machine's peak once when no profile exists."),
     suite: Optional[Path] = typer.Option(None, help="A suite YAML file; its keys replace the options above."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
     precision: str = typer.Option("fp32", help="fp32 (default), fp16 or bf16: never chosen silently."),
@@ -78,9 +88,12 @@ def run(
     else:
         choice = specs.model_choice(model, source, path, revision, truncate_dim)
         timing = specs.Timing(warmup=warmup, min_calls=min_calls, min_seconds=min_seconds, max_seconds=max_seconds,
-                              load_timeout=load_timeout, grace=grace)
+                              load_timeout=load_timeout, grace=grace, target_ci=target_ci or None)
         run_doc = specs.build([choice], runtimes, batch, seq, device, precision, threads, timing, memory_limit_mb,
-                              fault, fault_at_shape)
+                              fault, fault_at_shape, scenario=scenario, images=str(images) if images else None,
+                              corpus=specs.Corpus(items=corpus_items), calibrate=calibrate_machine)
+    if not calibrate_machine:
+        run_doc.calibrate = False
     if run_doc.memory_limit_mb is None:
         import psutil
 
@@ -114,9 +127,14 @@ def models() -> None:
     for spec in MODELS.values():
         dense = " → ".join(f"{d.in_features}→{d.out_features}" for d in spec.dense) or "none"
         mat = ", ".join(map(str, spec.matryoshka)) or "–"
-        print(f"{spec.name}\n  family {spec.family}, pooling {spec.pooling}, dense {dense}, "
-              f"output {spec.output_dim} (Matryoshka: {mat}), max length {spec.max_length}\n"
-              f"  sources: {', '.join(sources_for(spec))}")
+        if spec.multimodal:
+            facts = (f"towers text ({spec.max_length} tokens, fixed) and image ({spec.image_size}px, "
+                     f"{spec.image_preprocess} preprocessing), each pooled and projected by its own head, "
+                     f"output {spec.output_dim}")
+        else:
+            facts = (f"pooling {spec.pooling}, dense {dense}, output {spec.output_dim} (Matryoshka: {mat}), "
+                     f"max length {spec.max_length}")
+        print(f"{spec.name}\n  family {spec.family}, {facts}\n  sources: {', '.join(sources_for(spec))}")
 
 
 @app.command()

@@ -18,20 +18,25 @@ from safetensors.numpy import load_file
 import embedperf
 from embedperf.measure import calibrate, parity
 from embedperf.measure import warnings as cell_warnings
-from embedperf.measure.flops import cell_work
+from embedperf.measure.flops import cell_work, corpus_work
 from embedperf.measure.machine import available_cpus, machine_info, thread_env
 from embedperf.measure.stats import Stats
-from embedperf.models.registry import ModelSpec, get_model
+from embedperf.models.registry import DEFAULT_MODEL, ModelSpec, get_model
 from embedperf.models.sources import Located, SourceError, locate
 from embedperf.paths import models_dir, workloads_dir
 from embedperf.prepare import PrepareError, ensure_prepared
 from embedperf.prepare.cache import Prepared
+from embedperf.progress import Progress
 from embedperf.protocol import PROTOCOL_VERSION, write_json_atomic
 from embedperf.results.store import CELL_SCHEMA, cell_id, existing_cells
 from embedperf.runners.launch import launch
 from embedperf.runners.registry import RUNTIMES, Runtime, availability
 from embedperf.spec import ModelChoice, RunSpec
+from embedperf.workload import captions, corpus
+from embedperf.workload import image as image_workload
 from embedperf.workload import text as workload
+from embedperf.workload.image import ImageSourceError
+from embedperf.workload.text import ShapeError
 
 # The session options every ONNX Runtime binding applies identically, so that a
 # difference between them is the binding, not the configuration.
@@ -60,6 +65,34 @@ def project_commit() -> dict:
     return {"commit": head or None, "dirty": bool(dirty) if head else None}
 
 
+@dataclass(frozen=True)
+class Shape:
+    """One cell's input: the tower it feeds, a batch size and a length; the corpus order for throughput.
+
+    For an image tower `seq` is the image side in pixels; for a throughput corpus it is the longest item.
+    """
+
+    modality: str
+    batch: int
+    seq: int
+    order: str | None = None  # throughput: sorted | unsorted
+
+    def label(self) -> str:
+        if self.order:
+            return f"b{self.batch} corpus {self.order}"
+        if self.modality == "image":
+            return f"b{self.batch} image {self.seq}px"
+        return f"b{self.batch} s{self.seq}" + (" text" if self.modality == "text" and self.seq in (64, 77) else "")
+
+
+@dataclass(frozen=True)
+class Load:
+    """A workload file on disk and the facts about it that cells report."""
+
+    path: Path
+    facts: dict
+
+
 @dataclass
 class ModelPlan:
     """One model of the run, resolved: where it comes from and what was prepared."""
@@ -71,21 +104,28 @@ class ModelPlan:
     error: str | None = None
 
 
+# the null runner of each language: what a call of that language's harness costs by itself
+NULL_OF_LANGUAGE = {"python": "null", "rust": "null-rust", "cpp": "null-cpp"}
+
+
 class Orchestrator:
     def __init__(self, spec: RunSpec, results_root: Path, run_id: str | None = None, say=print, on_cell=None):
         self.spec = spec
         self.on_cell = on_cell  # called with each cell document's path as soon as it is written
         self.run_id = run_id or new_run_id()
         self.run_dir = results_root / self.run_id
-        self.say = say
         self.threads = spec.threads or available_cpus()
         self.machine = machine_info()
         self.commit = project_commit()
-        # this machine's ceilings for the thread budget, when `embedperf calibrate` has measured them (never measures)
+        # this machine's ceilings for the thread budget (measured once by ensure_profile when missing)
         self.profile = calibrate.cached(self.threads)
+        self.overhead: dict[str, float] = {}
         self.written: list[dict] = []
+        self.docs: dict[tuple, tuple[dict, Path]] = {}
         self.kept = 0
-        self.total = len(spec.models) * len(spec.runtimes) * len(spec.batch) * len(spec.seq)
+        self.progress = Progress(say)
+        self.say = self.progress.say
+        self.total = 0
 
     # -- the whole run -------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -97,49 +137,139 @@ class Orchestrator:
                                         "created": dt.datetime.now(dt.timezone.utc).isoformat()})
         done = existing_cells(self.run_dir)
         self.kept = len(done)
-        self.say(f"run {self.run_id}: {len(self.spec.models)} model(s) x {len(self.spec.runtimes)} runtime(s) x "
-                 f"{len(self.spec.batch) * len(self.spec.seq)} shape(s), {self.threads} thread(s), "
+        plans = [ModelPlan(choice, get_model(choice.name)) for choice in self.spec.models]
+        self.total = sum(len(self.shapes_for(p)) for p in plans) * len(self.spec.runtimes)
+        self.say(f"run {self.run_id}: {len(self.spec.models)} model(s) x {len(self.spec.runtimes)} runtime(s), "
+                 f"{self.total} cell(s), {self.spec.scenario} scenario, {self.threads} thread(s), "
                  f"{self.spec.precision}, {self.spec.device}; results in {self.run_dir}")
         if done:
             self.say(f"resume: {len(done)} cell(s) already on disk are kept")
-        for choice in self.spec.models:
-            self.run_model(choice, done)
+        self.ensure_profile()
+        self.measure_overhead(run_doc)
+        with self.progress.running(self.total - self.kept):
+            for plan in plans:
+                self.run_model(plan, done)
         return self.written
 
-    def shapes(self) -> list[tuple[int, int]]:
-        return [(b, s) for b in self.spec.batch for s in self.spec.seq]
+    def ensure_profile(self) -> None:
+        """Calibrate once (peak matmul rate, bandwidth) when this machine has no profile for the thread budget."""
+        if self.profile or not self.spec.calibrate or self.spec.device != "cpu":
+            return
+        self.say(f"calibrate: no profile of this machine for {self.threads} thread(s) yet; measuring its peak "
+                 "fp32 matmul rate and memory bandwidth once (`embedperf calibrate` shows it)")
+        try:
+            self.profile = calibrate.load_or_calibrate(self.threads)
+            self.say("calibrate: " + calibrate.describe(self.profile).splitlines()[1])
+        except (RuntimeError, subprocess.SubprocessError) as e:
+            self.say(f"warning: calibration failed, cells get no share of peak: {e}".splitlines()[0])
 
-    def run_model(self, choice: ModelChoice, done: set[str]) -> None:
-        plan = ModelPlan(choice, get_model(choice.name))
-        todo = {r: [(b, s) for b, s in self.shapes() if self.cell_id(plan, r, b, s) not in done]
-                for r in self.spec.runtimes}
-        todo = {r: shapes for r, shapes in todo.items() if shapes}
+    def measure_overhead(self, run_doc: Path) -> None:
+        """Time each language's null runner briefly: the per-call cost of the harness itself, kept in run.json."""
+        languages = sorted({RUNTIMES[r].language for r in self.spec.runtimes if not RUNTIMES[r].is_null})
+        doc = json.loads(run_doc.read_text())
+        if doc.get("harness_overhead_ns"):
+            self.overhead = doc["harness_overhead_ns"]
+            return
+        if not languages:
+            return
+        default = get_model(DEFAULT_MODEL)
+        load = workload.ensure(default, "package", 1, 16, workloads_dir())
+        for lang in languages:
+            runtime = RUNTIMES[NULL_OF_LANGUAGE[lang]]
+            if availability(runtime):
+                continue
+            request = {
+                "protocol": PROTOCOL_VERSION, "runtime": runtime.name,
+                "model": {"name": default.name, "family": default.family, "pooling": default.pooling,
+                          "normalize": True, "dense": [], "output_dim": default.output_dim, "truncate_dim": None},
+                "artifact": {"format": "none", "path": ""},
+                "shapes": [{"batch": 1, "seq": 16, "workload": str(load.path),
+                            "embeddings": str(self.run_dir / "work" / f"overhead-{lang}.safetensors")}],
+                "device": "cpu", "precision": "fp32", "threads": {"intra_op": 1, "inter_op": 1},
+                "timing": {"warmup": 100, "min_calls": 5000, "min_seconds": 0.2, "max_seconds": 2.0,
+                           "max_calls": 20000, "target_ci": None},
+                "onnxruntime": None, "fault": None,
+            }
+            outcome = launch(runtime, request, self.run_dir / "work", f"overhead-{lang}", 120, None, thread_env(1))
+            shapes = (outcome.result or {}).get("shapes") or []
+            if outcome.returncode == 0 and shapes and shapes[0].get("samples_ns"):
+                self.overhead[lang] = float(Stats(tuple(shapes[0]["samples_ns"])).median_ms * 1e6)
+        if self.overhead:
+            self.say("harness overhead per call: " + ", ".join(f"{k} {v / 1e3:.2f} µs" for k, v in self.overhead.items()))
+            doc["harness_overhead_ns"] = self.overhead
+            write_json_atomic(run_doc, doc)
+
+    # -- the cells of one model ----------------------------------------------------------
+    def shapes_for(self, plan: ModelPlan) -> list[Shape]:
+        spec, source = plan.spec, plan.choice.source
+        if self.spec.scenario == "throughput":
+            longest = int(self.corpus_lengths(plan).max())
+            return [Shape("text", b, longest, order) for b in self.spec.batch for order in ("sorted", "unsorted")]
+        if spec.multimodal:
+            return [Shape(m, b, spec.seq_for(m, source)) for m in spec.modalities for b in self.spec.batch]
+        return [Shape("text", b, s) for b in self.spec.batch for s in self.spec.seq]
+
+    def corpus_lengths(self, plan: ModelPlan):
+        c = self.spec.corpus
+        high = min(c.high, plan.spec.length_limit(plan.choice.source))
+        return corpus.lengths(n=c.items, median=c.median, sigma=c.sigma, low=min(c.low, high), high=high, seed=c.seed)
+
+    def run_model(self, plan: ModelPlan, done: set[str]) -> None:
+        shapes = self.shapes_for(plan)
+        todo = {r: [x for x in shapes if self.cell_id(plan, r, x) not in done] for r in self.spec.runtimes}
+        todo = {r: xs for r, xs in todo.items() if xs}
         if not todo:
             return
         runnable = {}
-        for name, shapes in todo.items():
+        for name, xs in todo.items():
             runtime = RUNTIMES[name]
             reason = availability(runtime)
             if reason is None and self.spec.device.split(":")[0] not in runtime.devices:
                 reason = f"{name} does not run on {self.spec.device}"
             if reason:
-                for b, s in shapes:
-                    self.store(plan, runtime, b, s, status="skipped", reason=reason)
+                for x in xs:
+                    self.store(plan, runtime, x, status="skipped", reason=reason)
             else:
-                runnable[name] = shapes
+                runnable[name] = xs
         formats = {RUNTIMES[r].artifact for r in runnable} - {"none"}
         if formats:
             self.prepare(plan, formats)
-        loads = {(b, s): workload.ensure(plan.spec, choice.source, b, s, workloads_dir())
-                 for shapes in runnable.values() for b, s in shapes}
+        needed = list(dict.fromkeys(x for xs in runnable.values() for x in xs))
+        try:
+            loads = {x: self.workload(plan, x) for x in needed}
+        except (ImageSourceError, ShapeError, captions.TokenizerError) as e:
+            plan.error, loads = str(e), {}
+            self.say(f"error: {e}")
         references = self.reference_pass(plan, loads) if formats and not plan.error else {}
-        for name, shapes in runnable.items():
+        for name, xs in runnable.items():
             runtime = RUNTIMES[name]
-            if plan.error and runtime.artifact != "none":
-                for b, s in shapes:
-                    self.store(plan, runtime, b, s, status="failed", reason=plan.error)
+            if plan.error and (runtime.artifact != "none" or not loads):
+                for x in xs:
+                    self.store(plan, runtime, x, status="failed", reason=plan.error)
                 continue
-            self.run_group(plan, runtime, [loads[x] for x in shapes], references)
+            for modality in dict.fromkeys(x.modality for x in xs):
+                self.run_group(plan, runtime, [x for x in xs if x.modality == modality], loads, references)
+        if plan.spec.multimodal and plan.prepared:
+            self.zero_shot(plan, references)
+
+    def workload(self, plan: ModelPlan, x: Shape) -> Load:
+        spec, source = plan.spec, plan.choice.source
+        if x.order:
+            c = self.spec.corpus
+            w = corpus.ensure(spec.token_scheme(source), self.corpus_lengths(plan), x.batch, x.order == "sorted",
+                              c.seed, workloads_dir())
+            return Load(w.path, w.facts)
+        if x.modality == "image":
+            w = image_workload.ensure(spec, x.batch, workloads_dir(), Path(self.spec.images) if self.spec.images
+                                      else None)
+            return Load(w.path, {"preprocess_ms": list(w.preprocess_ms), "images": list(w.sources),
+                                 "recipe": spec.image_preprocess})
+        if spec.multimodal and plan.located is not None and plan.located.folder is not None:
+            # real weights come with their real tokenizer: real captions, one per sample photograph
+            w = captions.ensure(spec, plan.located.folder, x.batch, workloads_dir())
+            return Load(w.path, {"captions": "real, through the model's tokenizer"})
+        w = workload.ensure(spec, source, x.batch, x.seq, workloads_dir())
+        return Load(w.path, {})
 
     # -- prepare and reference -----------------------------------------------------
     def prepare(self, plan: ModelPlan, formats: set[str]) -> None:
@@ -150,48 +280,59 @@ class Orchestrator:
             plan.error = str(e)
             self.say(f"error: {e}")
 
-    def reference_pass(self, plan: ModelPlan, loads: dict) -> dict:
-        """PyTorch fp32, eager attention, one call per shape; cached beside the prepared model."""
+    def reference_pass(self, plan: ModelPlan, loads: dict[Shape, Load]) -> dict[Shape, Path]:
+        """PyTorch fp32, eager attention, one call (or one corpus pass) per shape; cached beside the prepared model."""
         folder = plan.prepared.folder / "references"
         folder.mkdir(exist_ok=True)
-        out = {}
-        missing = []
-        for (b, s), w in loads.items():
-            path = folder / f"{w.path.parent.name}_b{b}_s{s}.safetensors"
-            out[(b, s)] = path
-            if not path.exists():
-                missing.append({"batch": b, "seq": s, "workload": str(w.path), "embeddings": str(path)})
-        if len(missing) < len(loads):
-            self.say(f"reference: reusing the cached PyTorch fp32 reference for {len(loads) - len(missing)} shape(s)")
-        if missing:
-            self.say(f"reference: PyTorch fp32 eager pass for {len(missing)} shape(s)")
-            request = self.request(plan, RUNTIMES["torch"], missing, reference=True)
-            outcome = launch(RUNTIMES["torch"], request, plan.prepared.folder / "references", "reference",
-                             self.spec.timing.load_timeout + len(missing) * 600, None,
-                             thread_env(self.threads))
-            if outcome.returncode != 0:
-                self.say(f"warning: the reference pass failed: {outcome.why()} (log {outcome.log})")
+        out: dict[Shape, Path] = {}
+        for modality in dict.fromkeys(x.modality for x in loads):
+            mine = {x: w for x, w in loads.items() if x.modality == modality}
+            missing = []
+            for x, w in mine.items():
+                path = folder / f"{w.path.parent.name}_{w.path.stem}.safetensors"
+                out[x] = path
+                if not path.exists():
+                    missing.append(self.shape_entry(x, w, path))
+            if len(missing) < len(mine):
+                self.say(f"reference: reusing the cached PyTorch fp32 reference for {len(mine) - len(missing)} "
+                         f"{modality} shape(s)")
+            if missing:
+                self.say(f"reference: PyTorch fp32 eager pass for {len(missing)} {modality} shape(s)")
+                request = self.request(plan, RUNTIMES["torch"], missing, modality, reference=True)
+                outcome = launch(RUNTIMES["torch"], request, folder, f"reference-{modality}",
+                                 self.spec.timing.load_timeout + len(missing) * 1200, None, thread_env(self.threads))
+                if outcome.returncode != 0:
+                    self.say(f"warning: the reference pass failed: {outcome.why()} (log {outcome.log})")
         return {k: v for k, v in out.items() if v.exists()}
 
     # -- one runner process --------------------------------------------------------
-    def request(self, plan: ModelPlan, runtime: Runtime, shapes: list[dict], reference: bool = False) -> dict:
+    def shape_entry(self, x: Shape, w: Load, embeddings: Path) -> dict:
+        entry = {"batch": x.batch, "seq": x.seq, "workload": str(w.path), "embeddings": str(embeddings)}
+        if x.order:
+            entry["scenario"] = "throughput"
+        return entry
+
+    def request(self, plan: ModelPlan, runtime: Runtime, shapes: list[dict], modality: str = "text",
+                reference: bool = False) -> dict:
         spec = plan.spec
         if runtime.artifact == "none":
             artifact = {"format": "none", "path": ""}
         else:
-            path = plan.prepared.artifact_path(runtime.artifact)
-            artifact = {"format": runtime.artifact, "path": str(path),
-                        "sha256": plan.prepared.manifest["artifacts"][runtime.artifact]["files"].get(path.name)}
+            artifact = {"format": runtime.artifact, "path": str(plan.prepared.artifact_path(runtime.artifact, modality)),
+                        "sha256": plan.prepared.artifact_sha256(runtime.artifact, modality)}
             if runtime.name == "torch":
                 artifact["attention"] = "eager" if reference else "sdpa"
-        timing = ({"warmup": 0, "min_calls": 1, "min_seconds": 0.0, "max_seconds": 1e-9} if reference
-                  else self.spec.timing.for_request())
-        request = {
+        timing = ({"warmup": 0, "min_calls": 1, "min_seconds": 0.0, "max_seconds": 1e-9, "target_ci": None}
+                  if reference else self.spec.timing.for_request())
+        model = {"name": spec.name, "family": spec.family, "pooling": spec.pooling, "normalize": spec.normalize,
+                 "dense": spec.dense_names(), "output_dim": spec.embedding_dim(plan.choice.source),
+                 "truncate_dim": None if reference else plan.choice.truncate_dim}
+        if spec.multimodal:
+            model["modality"] = modality
+        return {
             "protocol": PROTOCOL_VERSION,
             "runtime": runtime.name,
-            "model": {"name": spec.name, "family": spec.family, "pooling": spec.pooling, "normalize": spec.normalize,
-                      "dense": spec.dense_names(), "output_dim": spec.embedding_dim(plan.choice.source),
-                      "truncate_dim": None if reference else plan.choice.truncate_dim},
+            "model": model,
             "artifact": artifact,
             "shapes": shapes,
             "device": "cpu" if reference else self.spec.device,
@@ -201,59 +342,83 @@ class Orchestrator:
             "onnxruntime": ORT_SESSION_OPTIONS if runtime.artifact == "onnx" else None,
             "fault": self.spec.fault if runtime.is_null else None,
         }
-        return request
 
-    def run_group(self, plan: ModelPlan, runtime: Runtime, loads: list, references: dict) -> None:
+    def run_group(self, plan: ModelPlan, runtime: Runtime, shapes: list[Shape], loads: dict[Shape, Load],
+                  references: dict[Shape, Path]) -> None:
         emb_dir = self.run_dir / "embeddings"
         emb_dir.mkdir(exist_ok=True)
-        shapes = [{"batch": w.batch, "seq": w.seq, "workload": str(w.path),
-                   "embeddings": str(emb_dir / f"{self.cell_id(plan, runtime.name, w.batch, w.seq)}.safetensors")}
-                  for w in loads]
-        request = self.request(plan, runtime, shapes)
+        entries = [self.shape_entry(x, loads[x], emb_dir / f"{self.cell_id(plan, runtime.name, x)}.safetensors")
+                   for x in shapes]
+        modality = shapes[0].modality
+        request = self.request(plan, runtime, entries, modality)
         t = self.spec.timing
-        timeout = t.load_timeout + len(shapes) * (t.max_seconds + t.grace)
-        tag = f"{plan.spec.slug}__{plan.choice.source}__{runtime.name}"
-        self.say(f"{runtime.name}: {plan.spec.name} ({plan.choice.source}), {len(shapes)} shape(s)")
+        # a corpus pass is never cut short: give it room beyond the time cap
+        per_shape = t.max_seconds + t.grace + (600 if self.spec.scenario == "throughput" else 0)
+        timeout = t.load_timeout + len(entries) * per_shape
+        tower = f" {modality} tower" if plan.spec.multimodal else ""
+        tag = f"{plan.spec.slug}__{plan.choice.source}__{runtime.name}" + (f"__{modality}" if tower else "")
+        self.progress.current(f"{runtime.name}: {plan.spec.slug}{tower}")
+        self.say(f"{runtime.name}: {plan.spec.name} ({plan.choice.source}){tower}, {len(entries)} shape(s)")
         outcome = launch(runtime, request, self.run_dir / "work", tag, timeout, self.spec.memory_limit_mb,
-                         thread_env(self.threads))
-        reported = {(s["batch"], s["seq"]): s for s in (outcome.result or {}).get("shapes", [])}
-        for w in loads:
-            shape = reported.get((w.batch, w.seq))
+                         thread_env(self.threads), gpu=self.spec.device.startswith("cuda"))
+        reported = (outcome.result or {}).get("shapes", [])
+        for i, x in enumerate(shapes):
+            shape = reported[i] if i < len(reported) else None
+            if shape is not None and (shape.get("batch"), shape.get("seq")) != (x.batch, x.seq):
+                shape = None  # out of step with the request: trust nothing
+            common = {"runner": outcome.result, "log": outcome.log, "load": loads[x], "gpu_peak_mb": outcome.gpu_peak_mb}
             if shape is None:
-                self.store(plan, runtime, w.batch, w.seq, status="failed", reason=outcome.why(),
-                           runner=outcome.result, log=outcome.log)
+                self.store(plan, runtime, x, status="failed", reason=outcome.why(), **common)
             elif shape["status"] != "ok":
-                self.store(plan, runtime, w.batch, w.seq, status="failed", reason=shape.get("error") or "failed",
-                           runner=outcome.result, shape=shape, log=outcome.log)
+                self.store(plan, runtime, x, status="failed", reason=shape.get("error") or "failed", shape=shape,
+                           **common)
             else:
-                self.store(plan, runtime, w.batch, w.seq, status="ok", runner=outcome.result, shape=shape,
-                           reference=references.get((w.batch, w.seq)), log=outcome.log)
+                self.store(plan, runtime, x, status="ok", shape=shape, reference=references.get(x), **common)
 
     # -- one cell ------------------------------------------------------------------
-    def cell_id(self, plan: ModelPlan, runtime: str, b: int, s: int) -> str:
+    def cell_id(self, plan: ModelPlan, runtime: str, x: Shape) -> str:
         c = plan.choice
         return cell_id(plan.spec.slug, c.source, runtime, self.spec.precision, self.spec.device, self.spec.scenario,
-                       b, s, c.truncate_dim)
+                       x.batch, x.seq, c.truncate_dim, modality=x.modality if plan.spec.multimodal else None,
+                       order=x.order)
 
-    def store(self, plan: ModelPlan, runtime: Runtime, b: int, s: int, status: str, reason: str | None = None,
+    def store(self, plan: ModelPlan, runtime: Runtime, x: Shape, status: str, reason: str | None = None,
               runner: dict | None = None, shape: dict | None = None, reference: Path | None = None,
-              log: Path | None = None) -> dict:
+              log: Path | None = None, load: Load | None = None, gpu_peak_mb: float | None = None) -> dict:
         spec, choice = plan.spec, plan.choice
+        b, s = x.batch, x.seq
         manifest = plan.prepared.manifest if plan.prepared else {}
+        facts = load.facts if load else {}
+        if x.order:
+            described = {"kind": "corpus", "order": x.order, "seed": self.spec.corpus.seed,
+                         "lengths": f"log-normal, median {self.spec.corpus.median}, sigma {self.spec.corpus.sigma}, "
+                                    f"clipped to [{self.spec.corpus.low}, {s}]", "padding": "right, to each batch's "
+                                    "longest", **{k: v for k, v in facts.items() if k != "batch_shapes"}}
+        elif x.modality == "image":
+            described = {"kind": "images", "recipe": spec.image_preprocess, "size": s,
+                         "images": facts.get("images"), "folder": self.spec.images}
+        elif facts.get("captions"):
+            described = {"kind": "captions", "captions": facts["captions"], "padding": f"right, to {s}"}
+        else:
+            described = {"kind": "tokens", "seed": workload.DEFAULT_SEED, "padding": "right",
+                         "lengths": "row 0 = seq, others seeded in [seq/2, seq]"}
+        size = None
+        if plan.prepared and runtime.artifact != "none":
+            size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None)
         doc: dict = {
             "schema": CELL_SCHEMA,
             "run_id": self.run_id,
-            "cell_id": self.cell_id(plan, runtime.name, b, s),
+            "cell_id": self.cell_id(plan, runtime.name, x),
             "status": status,
             "reason": reason,
             "spec": {
                 "model": spec.name, "family": spec.family, "source": choice.source, "revision": choice.revision,
                 "runtime": runtime.name, "language": runtime.language, "precision": self.spec.precision,
-                "device": self.spec.device, "scenario": self.spec.scenario, "batch": b, "seq": s,
-                "truncate_dim": choice.truncate_dim, "threads": {"intra_op": self.threads, "inter_op": 1},
+                "device": self.spec.device, "scenario": self.spec.scenario, "modality": x.modality, "order": x.order,
+                "batch": b, "seq": s, "truncate_dim": choice.truncate_dim,
+                "threads": {"intra_op": self.threads, "inter_op": 1},
                 "timing": self.spec.timing.__dict__, "memory_limit_mb": self.spec.memory_limit_mb,
-                "workload": {"seed": workload.DEFAULT_SEED, "padding": "right",
-                             "lengths": "row 0 = seq, others seeded in [seq/2, seq]"},
+                "workload": described,
             },
             "model": {
                 "weights": (plan.located.weights if plan.located else
@@ -262,6 +427,9 @@ class Orchestrator:
                 "parameters": manifest.get("parameters"), "prepare_key": manifest.get("key"),
                 "artifact": runtime.artifact, "pooling": spec.pooling,
                 "output_dim": spec.embedding_dim(choice.source),
+                # what this runtime loads from disk (one tower's graph for a multimodal model; the reference
+                # folder, both towers, for torch and candle)
+                "size_on_disk_bytes": size,
             },
             "machine": self.machine,
             "versions": {
@@ -270,35 +438,16 @@ class Orchestrator:
                 "runner": (runner or {}).get("runner"), "framework": (runner or {}).get("framework"),
             },
             "project": self.commit,
+            "harness_overhead_ns": self.overhead or None,
             "runner": {k: (runner or {}).get(k) for k in ("device", "threads", "settings", "load_s")},
             "raw": None, "summary": None, "parity": None, "warnings": [],
             "log": str(log) if log else None,
             "created": dt.datetime.now(dt.timezone.utc).isoformat(),
         }
         if shape and shape.get("samples_ns"):
-            stats = Stats(tuple(shape["samples_ns"]))
-            doc["raw"] = {"samples_ns": shape["samples_ns"], "warmup_ns": shape.get("warmup_ns", [])}
-            doc["summary"] = {
-                **stats.summary(b), "load_s": (runner or {}).get("load_s"), "first_call_s": shape.get("first_call_s"),
-                "peak_rss_mb": shape.get("peak_rss_mb"), "loop_peak_rss_mb": shape.get("loop_peak_rss_mb"),
-                "stop_rule": shape.get("stop_rule"), "loop_s": shape.get("loop_s"),
-            }
-            if not runtime.is_null:
-                peak = (self.profile or {}).get("peak_gflops") if (self.spec.device == "cpu"
-                                                                   and self.spec.precision == "fp32") else None
-                doc["work"] = cell_work(spec, choice.source, b, s, stats.median_ms, peak)
-                if self.profile:
-                    doc["work"]["machine_profile"] = {k: self.profile.get(k) for k in ("peak_gflops", "bandwidth_gbs")}
-                    doc["work"]["machine_profile"]["id"] = self.profile["fingerprint"]["id"]
-            checked = cell_warnings.check_samples(
-                shape["samples_ns"], shape.get("first_call_s"), (self.machine.get("load_average") or [None])[0],
-                self.machine.get("cpus_available"),
-                None if runtime.is_null else cell_warnings.null_overheads(self.written).get(runtime.language))
-            doc["outliers"] = checked["outliers"]
-            doc["warnings"] += [w["message"] for w in checked["warnings"]]
-            if shape.get("stop_rule") == "time_cap":
-                doc["warnings"].append("stopped at the time cap before min_calls/min_seconds were met")
-        if s > spec.st_max_seq_length and choice.source != "tiny":
+            self.summarise(doc, plan, runtime, x, shape, runner, facts, gpu_peak_mb)
+        if not x.order and x.modality == "text" and not spec.multimodal and s > spec.st_max_seq_length \
+                and choice.source != "tiny":
             doc["warnings"].append(f"seq {s} is above max_seq_length {spec.st_max_seq_length}")
         if status == "ok" and not runtime.is_null:
             doc["parity"] = self.parity(shape, reference)
@@ -312,18 +461,119 @@ class Orchestrator:
         path = self.run_dir / f"{doc['cell_id']}.json"
         write_json_atomic(path, doc)
         self.written.append(doc)
+        self.docs[(spec.name, choice.source, runtime.name, x)] = (doc, path)
         if self.on_cell:
             self.on_cell(path)
+        self.progress.advance()
         median = doc["summary"]["median_ms"] if doc["summary"] else None
-        line = f"  [{len(self.written)}/{self.total - self.kept}] b{b} s{s} {runtime.name}: {doc['status']}"
-        if median is not None:
+        line = f"  [{len(self.written)}/{self.total - self.kept}] {x.label()} {runtime.name}: {doc['status']}"
+        if x.order and doc["summary"]:
+            line += f"  {doc['summary']['items_per_s']:.1f} items/s, {doc['summary']['tokens_per_s']:.0f} tokens/s"
+        elif median is not None:
             line += f"  median {median:.3f} ms"
         if doc["parity"] and doc["parity"].get("min_cosine") is not None:
             line += f"  min cos {doc['parity']['min_cosine']:.6f}"
         if doc["reason"]:
             line += f"  ({doc['reason']})"
+        left = self.progress.eta()
+        if left:
+            line += f"  [{left} left]"
         self.say(line)
         return doc
+
+    def summarise(self, doc: dict, plan: ModelPlan, runtime: Runtime, x: Shape, shape: dict, runner: dict | None,
+                  facts: dict, gpu_peak_mb: float | None) -> None:
+        """Statistics, throughput figures, work and warnings of a cell that has samples."""
+        spec, b, s = plan.spec, x.batch, x.seq
+        stats = Stats(tuple(shape["samples_ns"]))
+        doc["raw"] = {"samples_ns": shape["samples_ns"], "warmup_ns": shape.get("warmup_ns", [])}
+        summary = {
+            **stats.summary(b), "load_s": (runner or {}).get("load_s"), "first_call_s": shape.get("first_call_s"),
+            "peak_rss_mb": shape.get("peak_rss_mb"), "loop_peak_rss_mb": shape.get("loop_peak_rss_mb"),
+            "gpu_peak_mb": gpu_peak_mb, "stop_rule": shape.get("stop_rule"), "target_ci": shape.get("target_ci"),
+            "ci_checks": shape.get("ci_checks"), "loop_s": shape.get("loop_s"),
+        }
+        timed = shape["samples_ns"]
+        if x.order:
+            passes = shape.get("passes_ns") or []
+            total_s = sum(passes) / 1e9
+            doc["raw"]["passes_ns"] = passes
+            items, real, padded = facts.get("items"), facts.get("real_tokens"), facts.get("padded_tokens")
+            summary.update({
+                "passes": len(passes), "pass_median_s": float(Stats(tuple(passes)).median_ms / 1e3) if passes else None,
+                "items_per_s": items * len(passes) / total_s if total_s else None,
+                "tokens_per_s": real * len(passes) / total_s if total_s else None,
+                "padded_tokens_per_s": padded * len(passes) / total_s if total_s else None,
+                "padding_waste": facts.get("padding_waste"),
+            })
+            timed = passes  # warnings look at whole passes: single calls differ in shape by design
+        if x.modality == "image" and facts.get("preprocess_ms"):
+            prep = sorted(facts["preprocess_ms"])
+            summary["preprocess_ms_per_image"] = prep[len(prep) // 2]
+            summary["preprocess_ms_batch"] = sum(prep)
+        doc["summary"] = summary
+        if not runtime.is_null:
+            peak = (self.profile or {}).get("peak_gflops") if (self.spec.device == "cpu"
+                                                               and self.spec.precision == "fp32") else None
+            if x.order:
+                doc["work"] = corpus_work(spec, plan.choice.source, facts.get("batch_shapes") or [],
+                                          summary["pass_median_s"], peak)
+            else:
+                doc["work"] = cell_work(spec, plan.choice.source, b, s, stats.median_ms, peak, x.modality)
+            if self.profile:
+                doc["work"]["machine_profile"] = {k: self.profile.get(k) for k in ("peak_gflops", "bandwidth_gbs")}
+                doc["work"]["machine_profile"]["id"] = self.profile["fingerprint"]["id"]
+            share = doc["work"].get("share_of_peak")
+            if share is not None and share > 1.0:
+                doc["warnings"].append(
+                    f"share of peak {share:.0%}: this cell ran faster than the calibrated peak "
+                    f"({peak:.1f} GFLOP/s), so that profile understates the machine (measured under load?): "
+                    "run `embedperf calibrate --force` on a quiet machine")
+        checked = cell_warnings.check_samples(
+            timed, None if x.order else shape.get("first_call_s"), (self.machine.get("load_average") or [None])[0],
+            self.machine.get("cpus_available"), None if runtime.is_null else self.overhead.get(runtime.language))
+        doc["outliers"] = checked["outliers"]
+        doc["warnings"] += [w["message"] for w in checked["warnings"]]
+        if shape.get("stop_rule") == "time_cap":
+            target = shape.get("target_ci")
+            doc["warnings"].append(
+                f"stopped at the time cap: the 95% CI of the median never came within ±{target:.0%}" if target
+                else "stopped at the time cap before min_calls/min_seconds were met")
+
+    def zero_shot(self, plan: ModelPlan, references: dict[Shape, Path]) -> None:
+        """Per runtime and batch: text × image probabilities from its own embeddings against the reference's."""
+        logits = (plan.prepared.manifest or {}).get("logits")
+        if not logits:
+            return
+        for name in self.spec.runtimes:
+            for b in self.spec.batch:
+                keys = {m: (plan.spec.name, plan.choice.source, name, Shape(m, b, plan.spec.seq_for(m, plan.choice.source)))
+                        for m in ("text", "image")}
+                if not all(k in self.docs for k in keys.values()):
+                    continue
+                docs = {m: self.docs[k] for m, k in keys.items()}
+                if any(d["status"] != "ok" or RUNTIMES[name].is_null for d, _ in docs.values()):
+                    continue
+                refs = {m: references.get(k[3]) for m, k in keys.items()}
+                if not all(refs.values()):
+                    continue
+                emb = {m: self.run_dir / "embeddings" / f"{docs[m][0]['cell_id']}.safetensors" for m in docs}
+                result = parity.zero_shot(load_file(str(emb["text"]))["sentence_embedding"],
+                                          load_file(str(emb["image"]))["sentence_embedding"],
+                                          load_file(str(refs["text"]))["sentence_embedding"],
+                                          load_file(str(refs["image"]))["sentence_embedding"],
+                                          logits["scale"], logits.get("bias"), logits["rule"])
+                for m, (doc, path) in docs.items():
+                    doc["zero_shot"] = result
+                    if result["max_abs_prob_diff"] > parity.ZERO_SHOT_LIMIT:
+                        doc["status"] = "failed"
+                        doc["reason"] = (f"zero-shot: probabilities differ by {result['max_abs_prob_diff']:.2e} "
+                                         f"> {parity.ZERO_SHOT_LIMIT:g} from the reference's")
+                    write_json_atomic(path, doc)
+                    if self.on_cell:
+                        self.on_cell(path)
+                self.say(f"  zero-shot b{b} {name}: max |Δp| {result['max_abs_prob_diff']:.2e}, "
+                         f"max |Δlogit| {result['max_abs_logit_diff']:.2e} ({logits['rule']})")
 
     def parity(self, shape: dict, reference: Path | None) -> dict:
         if reference is None:

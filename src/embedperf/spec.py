@@ -14,7 +14,7 @@ from embedperf.models.registry import MODELS, SOURCES, UnknownModel, get_model, 
 from embedperf.runners.registry import ALL, RUNTIMES, UnknownRuntime, get_runtime
 
 PRECISIONS = ("fp32", "fp16", "bf16")
-SCENARIOS = ("latency",)
+SCENARIOS = ("latency", "throughput")
 FAULTS = ("crash", "hang", "exit", "oom")
 
 
@@ -31,12 +31,26 @@ class Timing:
     min_seconds: float = 2.0
     max_seconds: float = 60.0
     max_calls: int = 20000  # bounds the raw samples of very fast calls (the null runners)
+    # stop once the 95% bootstrap CI of the median is within ±target_ci of it (0 or None: at min_calls/min_seconds)
+    target_ci: float | None = 0.01
     load_timeout: float = 600.0  # seconds a runner may take to load
     grace: float = 120.0  # per shape, beyond max_seconds, for warm-up and writing
 
     def for_request(self) -> dict:
         return {"warmup": self.warmup, "min_calls": self.min_calls, "min_seconds": self.min_seconds,
-                "max_seconds": self.max_seconds, "max_calls": self.max_calls}
+                "max_seconds": self.max_seconds, "max_calls": self.max_calls, "target_ci": self.target_ci or None}
+
+
+@dataclass
+class Corpus:
+    """The throughput scenario's corpus: seeded log-normal token lengths, clipped to [low, min(high, model max)]."""
+
+    items: int = 1024
+    median: float = 64.0
+    sigma: float = 0.8
+    low: int = 8
+    high: int = 512
+    seed: int = 0
 
 
 @dataclass
@@ -63,6 +77,9 @@ class RunSpec:
     timing: Timing = field(default_factory=Timing)
     memory_limit_mb: float | None = None
     fault: dict | None = None
+    images: str | None = None  # a folder of pictures for image towers (default: scikit-image's samples)
+    corpus: Corpus = field(default_factory=Corpus)
+    calibrate: bool = True  # measure this machine's peak once when no profile exists
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -72,6 +89,7 @@ class RunSpec:
         d = dict(d)
         d["models"] = [ModelChoice(**m) for m in d["models"]]
         d["timing"] = Timing(**d.get("timing", {}))
+        d["corpus"] = Corpus(**(d.get("corpus") or {}))
         return cls(**d)
 
 
@@ -145,7 +163,8 @@ def model_choice(name: str, source: str | None, path: str | None = None, revisio
 
 def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", precision: str = "fp32",
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
-          fault: str | None = None, fault_at_shape: int = 0) -> RunSpec:
+          fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
+          corpus: Corpus | None = None, calibrate: bool = True) -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
     if precision not in PRECISIONS:
@@ -161,17 +180,42 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
         if any(not RUNTIMES[n].is_null for n in names):
             raise SpecError("--fault is only for the null runners (null, null-rust, null-cpp)")
         fault_doc = {"kind": fault, "at_shape": fault_at_shape}
+    if scenario not in SCENARIOS:
+        raise SpecError(f"unknown scenario {scenario!r}; choose from: {', '.join(SCENARIOS)}")
+    specs_ = [get_model(m.name) for m in models]
+    multimodal = [s.name for s in specs_ if s.multimodal]
+    if multimodal and seq not in (None, [], ""):
+        raise SpecError(f"{multimodal[0]}'s text length is fixed by the model and its images are "
+                        f"{get_model(multimodal[0]).image_size}px: drop --seq / seq for it")
+    if multimodal and scenario == "throughput":
+        raise SpecError("the throughput scenario is for text embedding models; "
+                        f"{multimodal[0]} runs the latency scenario")
+    if seq in (None, [], "") and len(multimodal) < len(models):
+        seq = [16, 128] if scenario == "latency" else [1]
+    if scenario == "throughput":
+        seq = [1]  # a corpus has its own lengths: the seq axis is unused
+    if images is not None and not Path(images).expanduser().is_dir():
+        raise SpecError(f"--images {images}: not a folder")
+    corpus = corpus or Corpus()
+    if corpus.items < 1 or corpus.low < 1 or corpus.high < corpus.low or corpus.sigma < 0 or corpus.median <= 0:
+        raise SpecError("corpus: need items >= 1, 1 <= low <= high, sigma >= 0, median > 0")
     timing = timing or Timing()
+    if timing.target_ci is not None and not (0 <= timing.target_ci < 1):
+        raise SpecError(f"--target-ci must be in [0, 1) (0: off), got {timing.target_ci}")
     if (timing.max_seconds <= 0 or timing.min_calls < 1 or timing.warmup < 0 or timing.min_seconds < 0
             or timing.max_calls < timing.min_calls):
         raise SpecError("timing: need warmup >= 0, min_calls >= 1, min_seconds >= 0, max_seconds > 0, "
                         "max_calls >= min_calls")
-    spec = RunSpec(models=models, runtimes=names, batch=_ints(batch, "batch"), seq=_ints(seq, "seq"),
-                   device=device, precision=precision, threads=threads, timing=timing,
-                   memory_limit_mb=memory_limit_mb, fault=fault_doc)
+    spec = RunSpec(models=models, runtimes=names, batch=_ints(batch, "batch"),
+                   seq=_ints(seq, "seq") if seq not in (None, [], "") else [],
+                   device=device, precision=precision, scenario=scenario, threads=threads, timing=timing,
+                   memory_limit_mb=memory_limit_mb, fault=fault_doc, images=images, corpus=corpus,
+                   calibrate=calibrate)
     from embedperf.workload.text import ShapeError, check_shape
 
     for m in models:
+        if get_model(m.name).multimodal or scenario == "throughput":
+            continue
         for s in spec.seq:
             try:
                 import warnings
@@ -185,7 +229,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
 
 
 SUITE_KEYS = {"models", "model", "source", "path", "revision", "truncate_dim", "runtimes", "batch", "seq", "device",
-              "precision", "threads", "timing", "memory_limit_mb", "description",
+              "precision", "threads", "timing", "memory_limit_mb", "description", "scenario", "images", "corpus",
               "machines", "cloud"}  # the last two are read by `embedperf cloud`
 
 
@@ -228,8 +272,12 @@ def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
     timing_doc = doc.get("timing") or {}
     if not isinstance(timing_doc, dict) or set(timing_doc) - set(Timing.__dataclass_fields__):
         raise SpecError(f"suite {path}: timing takes {', '.join(Timing.__dataclass_fields__)}")
-    for key in ("runtimes", "batch", "seq"):
+    corpus_doc = doc.get("corpus") or {}
+    if not isinstance(corpus_doc, dict) or set(corpus_doc) - set(Corpus.__dataclass_fields__):
+        raise SpecError(f"suite {path}: corpus takes {', '.join(Corpus.__dataclass_fields__)}")
+    for key in ("runtimes", "batch"):
         if key not in doc:
             raise SpecError(f"suite {path} has no {key!r}")
-    return build(models, doc["runtimes"], doc["batch"], doc["seq"], doc.get("device", "cpu"),
-                 doc.get("precision", "fp32"), doc.get("threads"), Timing(**timing_doc), doc.get("memory_limit_mb"))
+    return build(models, doc["runtimes"], doc["batch"], doc.get("seq"), doc.get("device", "cpu"),
+                 doc.get("precision", "fp32"), doc.get("threads"), Timing(**timing_doc), doc.get("memory_limit_mb"),
+                 scenario=doc.get("scenario", "latency"), images=doc.get("images"), corpus=Corpus(**corpus_doc))

@@ -23,6 +23,11 @@ def test_help_lists_the_commands():
     (["report", "no/such/dir"], "error: no such results folder: no/such/dir"),
     (["run", "--runtimes", "torch", "--fault", "crash"], "error: --fault is only for the null runners"),
     (["run", "--resume", "nope"], "error: no run 'nope' under"),
+    (["run", "--model", "openai/clip-vit-base-patch16", "--seq", "77"], "text length is fixed by the model"),
+    (["run", "--model", "siglip-base-patch16-224", "--scenario", "throughput"], "the throughput scenario is for text"),
+    (["run", "--scenario", "offline"], "error: unknown scenario 'offline'; choose from: latency, throughput"),
+    (["run", "--model", "openai/clip-vit-base-patch16", "--images", "no/such/folder"], "--images no/such/folder: not a folder"),
+    (["run", "--target-ci", "1.5"], "--target-ci must be in [0, 1)"),
 ])
 def test_user_mistakes_are_one_clear_line(args, message, tmp_path):
     proc = embedperf(*args, "--results", str(tmp_path)) if args[0] == "run" else embedperf(*args)

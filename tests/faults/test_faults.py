@@ -6,7 +6,7 @@ from conftest import cells_of, embedperf, require_runtime
 
 NULLS = ["null", "null-rust", "null-cpp"]
 BASE = ["--runtimes", None, "--batch", "1", "--seq", "16,32", "--warmup", "1", "--min-calls", "3",
-        "--min-seconds", "0", "--max-seconds", "5"]
+        "--min-seconds", "0", "--target-ci", "0", "--max-seconds", "5"]
 
 
 def run_fault(runtime, results, *extra):
@@ -53,7 +53,7 @@ def test_the_run_goes_on_after_a_crashing_runtime(results):
     """A crash in one runtime's process does not stop the next runtime's cells."""
     require_runtime("null-rust")
     proc = embedperf("run", "--runtimes", "null,null-rust", "--batch", "1", "--seq", "16", "--warmup", "1",
-                     "--min-calls", "3", "--min-seconds", "0", "--fault", "crash", "--results", str(results))
+                     "--min-calls", "3", "--min-seconds", "0", "--target-ci", "0", "--fault", "crash", "--results", str(results))
     assert proc.returncode == 0, proc.stderr
     cells = {c["runtime"]: c for c in cells_of(results)}
     assert cells["null"]["status"] == "failed" and cells["null-rust"]["status"] == "failed"
@@ -62,7 +62,7 @@ def test_the_run_goes_on_after_a_crashing_runtime(results):
 
 def test_resume_runs_only_missing_cells(results):
     proc = embedperf("run", "--runtimes", "null", "--batch", "1", "--seq", "16,32", "--warmup", "1",
-                     "--min-calls", "3", "--min-seconds", "0", "--results", str(results))
+                     "--min-calls", "3", "--min-seconds", "0", "--target-ci", "0", "--results", str(results))
     assert proc.returncode == 0, proc.stderr
     run_dir = next(p for p in results.iterdir() if p.is_dir())
     victim = next(run_dir.glob("*__s32.json"))

@@ -2,10 +2,12 @@
 
 import pytest
 
-from embedperf.measure.flops import flops_per_call, parameter_counts, weight_bytes
+from embedperf.measure.flops import flops_per_call, parameter_counts, tower_parameters, weight_bytes
 from embedperf.models.registry import MODELS
 
 BATCH, SEQ = 2, 24
+TEXT_MODELS = [n for n, m in MODELS.items() if not m.multimodal]
+TOWERS = [(n, m) for n, spec in MODELS.items() if spec.multimodal for m in spec.modalities]
 
 
 def _tiny_model(spec):
@@ -27,7 +29,7 @@ def _inputs(torch, spec):
     return ids, mask
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", TEXT_MODELS)
 def test_flops_match_flop_counter_within_one_percent(name):
     spec = MODELS[name]
     torch, encoder, heads = _tiny_model(spec)
@@ -49,7 +51,7 @@ def test_flops_match_flop_counter_within_one_percent(name):
     assert abs(ours["flops"] - measured) / measured < 0.01, (ours, measured)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", TEXT_MODELS)
 def test_weight_bytes_match_the_model_parameters(name):
     spec = MODELS[name]
     torch, encoder, heads = _tiny_model(spec)
@@ -88,3 +90,56 @@ def test_full_size_counts_by_hand():
 def test_bad_shape_is_refused():
     with pytest.raises(ValueError):
         flops_per_call(MODELS["BAAI/bge-m3"], "tiny", 0, 16)
+
+
+def _tower(name, modality):
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    from embedperf.models.embedder import TOWER_CLASSES, TowerModel
+
+    spec = MODELS[name]
+    config = transformers.AutoConfig.for_model(**spec.architecture("tiny"))
+    torch.manual_seed(0)
+    full = transformers.AutoModel.from_config(config, attn_implementation="eager", dtype=torch.float32)
+    cls = getattr(transformers, TOWER_CLASSES[(spec.family, modality)])
+    sub = config.text_config if modality == "text" else config.vision_config
+    if spec.family == "clip":
+        sub.projection_dim = config.projection_dim
+    tower = cls(sub)
+    tower.load_state_dict(full.state_dict(), strict=False)
+    return torch, spec, TowerModel(tower.eval(), spec.family, modality)
+
+
+@pytest.mark.parametrize("name,modality", TOWERS)
+def test_tower_flops_match_flop_counter_within_one_percent(name, modality):
+    torch, spec, model = _tower(name, modality)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    seq = spec.seq_for(modality, "tiny")
+    if modality == "image":
+        inputs = {"pixel_values": torch.randn(BATCH, 3, seq, seq)}
+    else:
+        inputs = {"input_ids": torch.randint(3, 1000, (BATCH, seq)), "attention_mask": torch.ones(BATCH, seq, dtype=torch.long)}
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        model(**inputs)
+    measured = counter.get_total_flops()
+    ours = flops_per_call(spec, "tiny", BATCH, seq, modality)
+    assert ours["flops"] == sum(ours["breakdown"].values())
+    assert abs(ours["flops"] - measured) / measured < 0.01, (ours, measured)
+
+
+@pytest.mark.parametrize("name,modality", TOWERS)
+def test_tower_parameters_match_the_model(name, modality):
+    torch, spec, model = _tower(name, modality)
+    counts = tower_parameters(spec, "tiny", modality)
+    assert sum(counts.values()) == sum(p.numel() for p in model.parameters())
+
+
+def test_full_size_towers_add_up_to_the_published_parameter_counts():
+    # CLIP ViT-B/16 149.6M (incl. logit_scale), SigLIP base 203.2M (incl. logit_scale and logit_bias)
+    for name, published in (("openai/clip-vit-base-patch16", 149_620_737), ("google/siglip-base-patch16-224", 203_155_970)):
+        spec = MODELS[name]
+        ours = sum(sum(tower_parameters(spec, "twin", m).values()) for m in spec.modalities)
+        scalars = 1 if spec.family == "clip" else 2
+        assert ours + scalars == published

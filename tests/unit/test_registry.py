@@ -47,6 +47,48 @@ def test_registry_heads_and_pooling_match_sentence_transformers_files(name):
         assert (cfg["in_features"], cfg["out_features"], cfg["bias"]) == (head.in_features, head.out_features, False)
 
 
+MULTIMODAL_SHARED = {"openai/clip-vit-base-patch16": "openai__clip-vit-base-patch16",
+                     "google/siglip-base-patch16-224": "google__siglip-base-patch16-224"}
+TOWER_KEYS = ["hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "hidden_act",
+              "layer_norm_eps", "vocab_size", "max_position_embeddings", "image_size", "patch_size", "num_channels",
+              "vision_use_head", "projection_dim"]
+
+
+@pytest.mark.parametrize("name", sorted(MULTIMODAL_SHARED))
+def test_bundled_multimodal_config_equals_the_real_architecture(name):
+    """Both towers as transformers reads them (defaults filled: SigLIP's file names few fields)."""
+    transformers = pytest.importorskip("transformers")
+    real_path = shared_models() / MULTIMODAL_SHARED[name] / "config.json"
+    if not real_path.exists():
+        pytest.skip(f"{real_path} not present (set EMBEDPERF_SHARED)")
+    real = transformers.AutoConfig.for_model(**json.loads(real_path.read_text()))
+    ours = transformers.AutoConfig.for_model(**get_model(name).architecture("twin"))
+    assert type(real) is type(ours)
+    assert getattr(real, "projection_dim", None) == getattr(ours, "projection_dim", None)
+    for tower in ("text_config", "vision_config"):
+        for key in TOWER_KEYS:
+            a, b = getattr(getattr(real, tower), key, None), getattr(getattr(ours, tower), key, None)
+            assert a == b, f"{name} {tower}.{key}: real {a} ours {b}"
+    spec = get_model(name)
+    assert spec.embedding_dim("twin") == (real.projection_dim if spec.family == "clip" else real.text_config.hidden_size)
+    assert spec.length_limit("twin") == real.text_config.max_position_embeddings
+    assert spec.image_size == real.vision_config.image_size
+
+
+def test_multimodal_token_schemes_follow_the_real_tokenizers():
+    folder = shared_models() / "openai__clip-vit-base-patch16"
+    if not folder.exists():
+        pytest.skip("shared models not present")
+    clip = get_model("openai/clip-vit-base-patch16").tokens
+    vocab = json.loads((folder / "vocab.json").read_text())
+    assert (vocab["<|startoftext|>"], vocab["<|endoftext|>"]) == (clip.prefix[0], clip.suffix[0]) == (49406, 49407)
+    assert clip.pad == 49407 and clip.regular[1] <= 49406  # pad = EOS; ordinary ids below both
+    siglip = json.loads((shared_models() / "google__siglip-base-patch16-224" / "tokenizer_config.json").read_text())
+    eos = next(int(k) for k, v in siglip["added_tokens_decoder"].items() if v["content"] == siglip["eos_token"])
+    s = get_model("google/siglip-base-patch16-224").tokens
+    assert s.suffix == (eos,) and s.pad == eos and s.prefix == ()
+
+
 def test_tiny_configs_exercise_every_path_of_their_family():
     gemma = get_model("google/embeddinggemma-300m").architecture("tiny")
     assert gemma["use_bidirectional_attention"] is True
@@ -57,7 +99,8 @@ def test_tiny_configs_exercise_every_path_of_their_family():
     assert qwen["num_key_value_heads"] < qwen["num_attention_heads"]
     for spec in MODELS.values():
         tokens = spec.token_scheme("tiny")
-        vocab = spec.architecture("tiny")["vocab_size"]
+        arch = spec.architecture("tiny")
+        vocab = (arch["text_config"] if spec.multimodal else arch)["vocab_size"]
         ids = [*tokens.prefix, *tokens.suffix, tokens.pad, tokens.regular[1] - 1]
         assert max(ids) < vocab, spec.name
 

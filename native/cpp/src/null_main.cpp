@@ -1,5 +1,6 @@
 // embedperf-null-cpp: loads nothing; a call returns a preallocated zero output
-// [B, model.output_dim]. Measures what the C++ harness itself costs per call.
+// [rows, model.output_dim] (text, image or corpus workloads alike). Measures
+// what the C++ harness itself costs per call.
 // With request.fault it misbehaves at shape index fault.at_shape (default 0),
 // before reading that shape's workload.
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 #include <vector>
 
 #include "runner.hpp"
@@ -48,16 +50,21 @@ class NullBackend : public Backend {
   json framework() override { return {{"name", "none"}, {"version", nullptr}, {"binding", "c++ (null runner)"}}; }
   void load(const Request& req) override { output_dim_ = req.model.output_dim; }
   json device(const Request& req) override { return {{"requested", req.device}, {"used", "cpu"}, {"provider", nullptr}}; }
-  json settings() override { return {{"output", "preallocated zeros [B, output_dim]"}}; }
-  void begin_shape(size_t, const ShapeSpec&, const Workload& w) override {
-    zeros_.assign(static_cast<size_t>(w.batch * output_dim_), 0.0f);
-    rows_ = w.batch;
+  json settings() override { return {{"output", "preallocated zeros [rows, output_dim]"}}; }
+  // Text, image and corpus workloads alike: zeros for the most rows a call of
+  // this shape gets, allocated before the shape's calls.
+  void begin_shape(size_t, const ShapeSpec&, int64_t max_rows) override {
+    zeros_.assign(static_cast<size_t>(max_rows * output_dim_), 0.0f);
+    max_rows_ = max_rows;
   }
-  Output call(const Workload&) override { return {zeros_.data(), rows_, output_dim_}; }
+  Output call(const Workload& w) override {
+    if (w.batch > max_rows_) throw std::runtime_error("null runner: batch larger than announced in begin_shape");
+    return {zeros_.data(), w.batch, output_dim_};
+  }
 
  private:
   int64_t output_dim_ = 0;
-  int64_t rows_ = 0;
+  int64_t max_rows_ = 0;
   std::vector<float> zeros_;
 };
 

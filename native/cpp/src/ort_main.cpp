@@ -42,6 +42,16 @@ bool file_exists_dir(const std::string& p) {
   return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
 }
 
+// A graph input the workload cannot feed: a shape failure naming it.
+[[noreturn]] void missing(const Workload& w, const char* name) {
+  std::string have;
+  if (w.has_input_ids) have += "input_ids";
+  if (w.has_attention_mask) have += std::string(have.empty() ? "" : ", ") + "attention_mask";
+  if (w.has_pixel_values) have += std::string(have.empty() ? "" : ", ") + "pixel_values";
+  throw std::runtime_error(std::string("the graph declares input '") + name + "' but workload " + w.path +
+                           " has no '" + name + "' (it has: " + (have.empty() ? "nothing" : have) + ")");
+}
+
 class OrtBackend : public Backend {
  public:
   json framework() override {
@@ -167,22 +177,59 @@ class OrtBackend : public Backend {
 
     session_ = std::make_unique<Ort::Session>(*env_, model.c_str(), so);
 
-    // Check the graph's interface.
+    // Check the graph's interface: it declares a non-empty subset of input_ids,
+    // attention_mask (int64 [B,S]) and pixel_values (float32 [B,C,H,W]); each
+    // call feeds exactly those, by name, from the workload.
     Ort::AllocatorWithDefaultOptions alloc;
     std::vector<std::string> ins, outs;
     for (size_t i = 0; i < session_->GetInputCount(); ++i) ins.push_back(session_->GetInputNameAllocated(i, alloc).get());
     for (size_t i = 0; i < session_->GetOutputCount(); ++i) outs.push_back(session_->GetOutputNameAllocated(i, alloc).get());
     auto has = [](const std::vector<std::string>& v, const char* n) { return std::find(v.begin(), v.end(), n) != v.end(); };
-    if (!has(ins, "input_ids") || !has(ins, "attention_mask") || ins.size() != 2) {
+    auto list = [](const std::vector<std::string>& v) {
       std::string l;
-      for (auto& n : ins) l += (l.empty() ? "" : ", ") + n;
-      throw std::runtime_error(model + ": inputs are [" + l + "], expected exactly input_ids, attention_mask");
+      for (auto& n : v) l += (l.empty() ? "" : ", ") + n;
+      return l;
+    };
+    if (ins.empty() || ins.size() > kMaxInputs)
+      throw std::runtime_error(model + ": inputs are [" + list(ins) +
+                               "], expected a non-empty subset of input_ids, attention_mask, pixel_values");
+    inputs_.clear();
+    for (size_t i = 0; i < ins.size(); ++i) {
+      Input in;
+      ONNXTensorElementDataType want;
+      size_t rank;
+      if (ins[i] == "input_ids") {
+        in.kind = Input::kIds, want = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, rank = 2;
+      } else if (ins[i] == "attention_mask") {
+        in.kind = Input::kMask, want = ONNX_TENSOR_ELEMENT_DATA_TYPE_INT64, rank = 2;
+      } else if (ins[i] == "pixel_values") {
+        in.kind = Input::kPixels, want = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, rank = 4;
+      } else {
+        throw std::runtime_error(model + ": input '" + ins[i] + "' (inputs [" + list(ins) +
+                                 "]) is not one of input_ids, attention_mask, pixel_values");
+      }
+      for (const Input& seen : inputs_)
+        if (seen.kind == in.kind) throw std::runtime_error(model + ": input '" + ins[i] + "' is declared twice");
+      Ort::TypeInfo type_info = session_->GetInputTypeInfo(i);  // must outlive ti (ti borrows it)
+      if (type_info.GetONNXType() != ONNX_TYPE_TENSOR)
+        throw std::runtime_error(model + ": input '" + ins[i] + "' is not a tensor");
+      auto ti = type_info.GetTensorTypeAndShapeInfo();
+      if (ti.GetElementType() != want)
+        throw std::runtime_error(model + ": input '" + ins[i] + "' is not " +
+                                 (rank == 2 ? "int64" : "float32") + " (element type " +
+                                 std::to_string(static_cast<int>(ti.GetElementType())) + ")");
+      if (ti.GetDimensionsCount() != 0 && ti.GetDimensionsCount() != rank)  // 0: no shape declared
+        throw std::runtime_error(model + ": input '" + ins[i] + "' has rank " + std::to_string(ti.GetDimensionsCount()) +
+                                 ", expected " + std::to_string(rank));
+      in.name = ins[i];
+      inputs_.push_back(in);
     }
-    if (!has(outs, "sentence_embedding")) {
-      std::string l;
-      for (auto& n : outs) l += (l.empty() ? "" : ", ") + n;
-      throw std::runtime_error(model + ": outputs are [" + l + "], expected sentence_embedding");
-    }
+    for (size_t i = 0; i < inputs_.size(); ++i) in_names_[i] = inputs_[i].name.c_str();
+    if (!has(outs, "sentence_embedding"))
+      throw std::runtime_error(model + ": outputs are [" + list(outs) + "], expected sentence_embedding");
+    json fed = json::array();
+    for (const Input& in : inputs_) fed.push_back(in.name);
+    settings_["inputs"] = fed;
     for (size_t i = 0; i < outs.size(); ++i) {
       if (outs[i] != "sentence_embedding") continue;
       Ort::TypeInfo type_info = session_->GetOutputTypeInfo(i);  // must outlive ti (ti borrows it)
@@ -205,12 +252,30 @@ class OrtBackend : public Backend {
   json settings() override { return settings_; }
 
   Output call(const Workload& w) override {
-    const std::array<int64_t, 2> shape{w.batch, w.seq};
-    const size_t n = static_cast<size_t>(w.batch * w.seq);
-    std::array<Ort::Value, 2> inputs{
-        Ort::Value::CreateTensor<int64_t>(*mem_, const_cast<int64_t*>(w.input_ids.data()), n, shape.data(), 2),
-        Ort::Value::CreateTensor<int64_t>(*mem_, const_cast<int64_t*>(w.attention_mask.data()), n, shape.data(), 2)};
-    auto out = session_->Run(*run_options_, in_names_, inputs.data(), 2, out_names_, 1);
+    // One Ort::Value per declared input, over the workload's arrays (no copy).
+    const std::array<int64_t, 2> tok_shape{w.batch, w.seq};
+    const size_t tok_n = static_cast<size_t>(w.batch * w.seq);
+    std::array<Ort::Value, kMaxInputs> values{Ort::Value(nullptr), Ort::Value(nullptr), Ort::Value(nullptr)};
+    for (size_t i = 0; i < inputs_.size(); ++i) {
+      switch (inputs_[i].kind) {
+        case Input::kIds:
+          if (!w.has_input_ids) missing(w, "input_ids");
+          values[i] = Ort::Value::CreateTensor<int64_t>(*mem_, const_cast<int64_t*>(w.input_ids.data()), tok_n,
+                                                        tok_shape.data(), 2);
+          break;
+        case Input::kMask:
+          if (!w.has_attention_mask) missing(w, "attention_mask");
+          values[i] = Ort::Value::CreateTensor<int64_t>(*mem_, const_cast<int64_t*>(w.attention_mask.data()), tok_n,
+                                                        tok_shape.data(), 2);
+          break;
+        case Input::kPixels:
+          if (!w.has_pixel_values) missing(w, "pixel_values");
+          values[i] = Ort::Value::CreateTensor<float>(*mem_, const_cast<float*>(w.pixel_values.data()),
+                                                      w.pixel_values.size(), w.pixel_shape.data(), w.pixel_shape.size());
+          break;
+      }
+    }
+    auto out = session_->Run(*run_options_, in_names_, values.data(), inputs_.size(), out_names_, 1);
     auto info = out[0].GetTensorTypeAndShapeInfo();
     auto oshape = info.GetShape();
     if (oshape.size() != 2 || oshape[0] != w.batch || oshape[1] != output_dim_)
@@ -237,7 +302,14 @@ class OrtBackend : public Backend {
   std::unique_ptr<Ort::MemoryInfo> mem_;
   // Ort:: objects are only created after InitApi (their destructors call the API).
   std::unique_ptr<Ort::RunOptions> run_options_;
-  const char* in_names_[2] = {"input_ids", "attention_mask"};
+  // The graph's inputs in its own order, and which workload array feeds each.
+  struct Input {
+    enum Kind { kIds, kMask, kPixels } kind = kIds;
+    std::string name;
+  };
+  static constexpr size_t kMaxInputs = 3;
+  std::vector<Input> inputs_;
+  const char* in_names_[kMaxInputs] = {nullptr, nullptr, nullptr};
   const char* out_names_[1] = {"sentence_embedding"};
   std::vector<float> host_;
   std::vector<float> truncated_;

@@ -75,10 +75,11 @@ Request parse_request(const json& j) {
   r.runtime = str(need(j, "runtime", "request"), "runtime");
 
   const json& m = object(need(j, "model", "request"), "model");
-  no_extra(m, "model", {"name", "family", "pooling", "normalize", "dense", "output_dim", "truncate_dim"});
+  no_extra(m, "model", {"name", "family", "pooling", "normalize", "dense", "output_dim", "truncate_dim", "modality"});
   r.model.name = str(need(m, "name", "model"), "model.name");
-  r.model.family = one_of(need(m, "family", "model"), "model.family", {"bert", "gemma3", "qwen3", "xlm-roberta"});
-  r.model.pooling = one_of(need(m, "pooling", "model"), "model.pooling", {"mean", "cls", "last"});
+  r.model.family = one_of(need(m, "family", "model"), "model.family",
+                          {"bert", "gemma3", "qwen3", "xlm-roberta", "clip", "siglip"});
+  r.model.pooling = one_of(need(m, "pooling", "model"), "model.pooling", {"mean", "cls", "last", "tower"});
   r.model.normalize = boolean(need(m, "normalize", "model"), "model.normalize");
   if (m.contains("dense")) {
     const json& d = m["dense"];
@@ -88,6 +89,7 @@ Request parse_request(const json& j) {
   r.model.output_dim = integer(need(m, "output_dim", "model"), "model.output_dim", 1);
   if (m.contains("truncate_dim") && !m["truncate_dim"].is_null())
     r.model.truncate_dim = integer(m["truncate_dim"], "model.truncate_dim", 1);
+  if (m.contains("modality")) r.model.modality = one_of(m["modality"], "model.modality", {"text", "image"});
 
   const json& a = object(need(j, "artifact", "request"), "artifact");
   no_extra(a, "artifact", {"format", "path", "sha256", "attention"});
@@ -101,12 +103,13 @@ Request parse_request(const json& j) {
   for (size_t i = 0; i < shapes.size(); ++i) {
     std::string w = "shapes[" + std::to_string(i) + "]";
     const json& s = object(shapes[i], w);
-    no_extra(s, w, {"batch", "seq", "workload", "embeddings"});
+    no_extra(s, w, {"batch", "seq", "workload", "embeddings", "scenario"});
     ShapeSpec sp;
     sp.batch = integer(need(s, "batch", w), w + ".batch", 1);
     sp.seq = integer(need(s, "seq", w), w + ".seq", 1);
     sp.workload = str(need(s, "workload", w), w + ".workload");
     sp.embeddings = str(need(s, "embeddings", w), w + ".embeddings");
+    if (s.contains("scenario")) sp.scenario = one_of(s["scenario"], w + ".scenario", {"latency", "throughput"});
     r.shapes.push_back(sp);
   }
 
@@ -120,7 +123,7 @@ Request parse_request(const json& j) {
   r.inter_op = integer(need(t, "inter_op", "threads"), "threads.inter_op", 1);
 
   const json& tm = object(need(j, "timing", "request"), "timing");
-  no_extra(tm, "timing", {"warmup", "min_calls", "min_seconds", "max_seconds", "max_calls"});
+  no_extra(tm, "timing", {"warmup", "min_calls", "min_seconds", "max_seconds", "max_calls", "target_ci"});
   r.timing.warmup = integer(need(tm, "warmup", "timing"), "timing.warmup", 0);
   r.timing.min_calls = integer(need(tm, "min_calls", "timing"), "timing.min_calls", 1);
   r.timing.min_seconds = number(need(tm, "min_seconds", "timing"), "timing.min_seconds");
@@ -129,6 +132,11 @@ Request parse_request(const json& j) {
   if (!(r.timing.max_seconds > 0)) bad("timing.max_seconds", "must be > 0");
   if (tm.contains("max_calls") && !tm["max_calls"].is_null())
     r.timing.max_calls = integer(tm["max_calls"], "timing.max_calls", 1);
+  if (tm.contains("target_ci") && !tm["target_ci"].is_null()) {
+    double ci = number(tm["target_ci"], "timing.target_ci");
+    if (!(ci > 0 && ci < 1)) bad("timing.target_ci", "must be > 0 and < 1, got " + tm["target_ci"].dump());
+    r.timing.target_ci = ci;
+  }
 
   if (j.contains("onnxruntime") && !j["onnxruntime"].is_null()) {
     const json& o = object(j["onnxruntime"], "onnxruntime");

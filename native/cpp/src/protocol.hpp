@@ -17,6 +17,9 @@ struct TimingSpec {
   double min_seconds = 0.0;
   double max_seconds = 1.0;
   int64_t max_calls = 0;  // 0: no cap on the number of timed calls
+  // Stopping rule (docs/protocol.md): stop once the 95% bootstrap CI of the
+  // median lies within +-target_ci of the median (stop_rule ci_reached).
+  std::optional<double> target_ci;
 };
 
 struct ShapeSpec {
@@ -24,6 +27,7 @@ struct ShapeSpec {
   int64_t seq = 0;
   std::string workload;
   std::string embeddings;
+  std::string scenario = "latency";  // latency | throughput
 };
 
 // request.onnxruntime; every field optional (absent -> ONNX Runtime's default).
@@ -48,6 +52,7 @@ struct ModelSpec {
   std::vector<std::string> dense;
   int64_t output_dim = 0;
   std::optional<int64_t> truncate_dim;
+  std::string modality = "text";  // text | image (which tower of a multimodal model)
 };
 
 struct Request {

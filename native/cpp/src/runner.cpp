@@ -6,7 +6,9 @@
 #include <cstring>
 #include <exception>
 #include <optional>
+#include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "timing.hpp"
 
@@ -120,17 +122,9 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
     json s = {{"batch", sp.batch}, {"seq", sp.seq}, {"status", "failed"}, {"error", nullptr},
               {"first_call_s", nullptr}, {"warmup_ns", json::array()}, {"samples_ns", json::array()},
               {"stop_rule", nullptr}, {"loop_s", nullptr}, {"peak_rss_mb", nullptr},
-              {"loop_peak_rss_mb", nullptr}, {"embeddings", nullptr}};
-    try {
-      if (on_shape_start) on_shape_start(req, i);
-      Workload w = load_workload(sp.workload);
-      if (w.batch != sp.batch || w.seq != sp.seq)
-        throw std::runtime_error("workload " + sp.workload + " is [" + std::to_string(w.batch) + "," +
-                                 std::to_string(w.seq) + "], request says [" + std::to_string(sp.batch) + "," +
-                                 std::to_string(sp.seq) + "]");
-      backend.begin_shape(i, sp, w);
-      Output last;
-      LoopResult lr = run_timed(req.timing, [&] { last = backend.call(w); });
+              {"loop_peak_rss_mb", nullptr}, {"embeddings", nullptr}, {"scenario", sp.scenario},
+              {"target_ci", nullptr}, {"ci_checks", nullptr}};
+    auto record = [&](const LoopResult& lr) {
       s["first_call_s"] = opt(lr.first_call_s);
       s["warmup_ns"] = lr.warmup_ns;
       s["samples_ns"] = lr.samples_ns;
@@ -139,10 +133,73 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
       bump(lr.pre_loop_hwm_mb);
       bump(lr.post_loop_hwm_mb);
       s["loop_peak_rss_mb"] = opt(lr.loop_peak_rss_mb);
-      if (last.rows != sp.batch)
-        throw std::runtime_error("output has " + std::to_string(last.rows) + " rows, expected batch " + std::to_string(sp.batch));
-      write_safetensors(sp.embeddings, {{"sentence_embedding", "F32", {last.rows, last.cols}, last.data,
-                                         static_cast<size_t>(last.rows * last.cols) * sizeof(float)}});
+    };
+    try {
+      if (on_shape_start) on_shape_start(req, i);
+      if (sp.scenario == "throughput") {
+        if (req.model.modality != "text")
+          throw std::runtime_error("scenario throughput needs a text corpus; model.modality is '" + req.model.modality + "'");
+        s["passes_ns"] = json::array();
+        s["items"] = nullptr;
+        const Corpus c = load_corpus(sp.workload);
+        if (c.max_rows > sp.batch)
+          throw std::runtime_error("corpus " + sp.workload + " has a batch of " + std::to_string(c.max_rows) +
+                                   " rows, more than the request's batch " + std::to_string(sp.batch));
+        backend.begin_shape(i, sp, c.max_rows);
+        const int64_t k_count = static_cast<int64_t>(c.batches.size());
+        std::vector<int64_t> first_row(c.batches.size());
+        for (int64_t k = 1; k < k_count; ++k)
+          first_row[static_cast<size_t>(k)] = first_row[static_cast<size_t>(k - 1)] + c.batches[static_cast<size_t>(k - 1)].batch;
+        // The last full pass's rows in feed order: `pass` fills as calls return,
+        // `full` is the last completed pass (swapped in after each pass).
+        int64_t cols = req.model.truncate_dim.value_or(req.model.output_dim);
+        bool cols_known = false;
+        std::vector<float> pass(static_cast<size_t>(c.items * cols)), full(pass.size());
+        Output out;
+        LoopResult lr = run_passes(
+            req.timing, k_count, [&](int64_t k) { out = backend.call(c.batches[static_cast<size_t>(k)]); },
+            [&](int64_t k) {
+              const int64_t rows = c.batches[static_cast<size_t>(k)].batch;
+              if (out.rows != rows)
+                throw std::runtime_error("output of corpus batch " + std::to_string(k) + " has " + std::to_string(out.rows) +
+                                         " rows, expected " + std::to_string(rows));
+              if (out.cols != cols) {
+                if (cols_known)
+                  throw std::runtime_error("output of corpus batch " + std::to_string(k) + " has " +
+                                           std::to_string(out.cols) + " columns, earlier calls " + std::to_string(cols));
+                cols = out.cols;
+                pass.assign(static_cast<size_t>(c.items * cols), 0.0f);
+                full.assign(pass.size(), 0.0f);
+              }
+              cols_known = true;
+              std::memcpy(pass.data() + first_row[static_cast<size_t>(k)] * cols, out.data,
+                          static_cast<size_t>(rows * cols) * sizeof(float));
+            },
+            [&] { pass.swap(full); });
+        record(lr);
+        s["passes_ns"] = lr.passes_ns;
+        s["items"] = c.items;
+        if (lr.passes_ns.empty()) throw std::runtime_error("no full pass over the corpus was timed");
+        write_safetensors(sp.embeddings, {{"sentence_embedding", "F32", {c.items, cols}, full.data(),
+                                           full.size() * sizeof(float)}});
+      } else {
+        const bool image = req.model.modality == "image";
+        Workload w = image ? load_image_workload(sp.workload) : load_workload(sp.workload);
+        if (w.batch != sp.batch || w.seq != sp.seq)
+          throw std::runtime_error("workload " + sp.workload + (image ? " has pixel_values [B,3,H,W] with [B,H] = [" : " is [") +
+                                   std::to_string(w.batch) + "," + std::to_string(w.seq) + "], request says [" +
+                                   std::to_string(sp.batch) + "," + std::to_string(sp.seq) + "]");
+        backend.begin_shape(i, sp, w.batch);
+        Output last;
+        LoopResult lr = run_timed(req.timing, [&] { last = backend.call(w); });
+        record(lr);
+        s["target_ci"] = req.timing.target_ci ? json(*req.timing.target_ci) : json(nullptr);
+        s["ci_checks"] = lr.ci_checks;
+        if (last.rows != sp.batch)
+          throw std::runtime_error("output has " + std::to_string(last.rows) + " rows, expected batch " + std::to_string(sp.batch));
+        write_safetensors(sp.embeddings, {{"sentence_embedding", "F32", {last.rows, last.cols}, last.data,
+                                           static_cast<size_t>(last.rows * last.cols) * sizeof(float)}});
+      }
       s["embeddings"] = sp.embeddings;
       s["status"] = "ok";
     } catch (const std::exception& e) {

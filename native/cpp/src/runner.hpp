@@ -30,10 +30,12 @@ class Backend {
   // After load(): {requested, used, provider} and the settings actually applied.
   virtual nlohmann::json device(const Request& req) = 0;
   virtual nlohmann::json settings() = 0;
-  // Start of shape `index` (before the workload is read).
-  virtual void begin_shape(size_t /*index*/, const ShapeSpec& /*shape*/, const Workload& /*w*/) {}
-  // One call: inputs from the workload, run, float output in host memory,
-  // truncation/normalisation included. Throws on failure.
+  // Start of shape `index`, after its workload is read and checked; max_rows is
+  // the most rows any call of this shape gets (the batch, or a corpus' largest).
+  virtual void begin_shape(size_t /*index*/, const ShapeSpec& /*shape*/, int64_t /*max_rows*/) {}
+  // One call: inputs from the workload (text, image, or one batch of a corpus),
+  // run, float output [w.batch, D] in host memory, truncation/normalisation
+  // included. Throws on failure.
   virtual Output call(const Workload& w) = 0;
 };
 

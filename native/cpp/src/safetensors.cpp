@@ -1,5 +1,6 @@
 #include "safetensors.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <fstream>
 #include <iterator>
@@ -90,16 +91,21 @@ void write_safetensors(const std::string& path, const std::vector<TensorView>& t
 }
 
 namespace {
-std::vector<int64_t> i64(const std::map<std::string, Tensor>& ts, const std::string& name,
-                         const std::vector<int64_t>& shape, const std::string& path) {
+std::string dims(const std::vector<int64_t>& shape) { return nlohmann::json(shape).dump(); }
+
+const Tensor& find(const std::map<std::string, Tensor>& ts, const std::string& name, const std::string& path) {
   auto it = ts.find(name);
   if (it == ts.end()) throw std::runtime_error("workload " + path + ": no tensor '" + name + "'");
-  const Tensor& t = it->second;
+  return it->second;
+}
+
+std::vector<int64_t> i64(const std::map<std::string, Tensor>& ts, const std::string& name,
+                         const std::vector<int64_t>& shape, const std::string& path) {
+  const Tensor& t = find(ts, name, path);
   if (t.dtype != "I64") throw std::runtime_error("workload " + path + ": '" + name + "' is " + t.dtype + ", expected I64");
-  if (t.shape != shape) {
-    std::string got = nlohmann::json(t.shape).dump(), want = nlohmann::json(shape).dump();
-    throw std::runtime_error("workload " + path + ": '" + name + "' has shape " + got + ", expected " + want);
-  }
+  if (t.shape != shape)
+    throw std::runtime_error("workload " + path + ": '" + name + "' has shape " + dims(t.shape) + ", expected " +
+                             dims(shape));
   std::vector<int64_t> v(static_cast<size_t>(t.numel()));
   if (!v.empty()) std::memcpy(v.data(), t.data.data(), t.data.size());
   return v;
@@ -108,16 +114,65 @@ std::vector<int64_t> i64(const std::map<std::string, Tensor>& ts, const std::str
 
 Workload load_workload(const std::string& path) {
   auto ts = read_safetensors(path);
-  auto it = ts.find("input_ids");
-  if (it == ts.end()) throw std::runtime_error("workload " + path + ": no tensor 'input_ids'");
-  if (it->second.shape.size() != 2) throw std::runtime_error("workload " + path + ": input_ids must be 2-D [B,S]");
+  const Tensor& ids = find(ts, "input_ids", path);
+  if (ids.shape.size() != 2) throw std::runtime_error("workload " + path + ": input_ids must be 2-D [B,S]");
   Workload w;
-  w.batch = it->second.shape[0];
-  w.seq = it->second.shape[1];
+  w.path = path;
+  w.batch = ids.shape[0];
+  w.seq = ids.shape[1];
   w.input_ids = i64(ts, "input_ids", {w.batch, w.seq}, path);
   w.attention_mask = i64(ts, "attention_mask", {w.batch, w.seq}, path);
   w.lengths = i64(ts, "lengths", {w.batch}, path);
+  w.has_input_ids = w.has_attention_mask = true;
   return w;
+}
+
+Workload load_image_workload(const std::string& path) {
+  auto ts = read_safetensors(path);
+  const Tensor& t = find(ts, "pixel_values", path);
+  if (t.dtype != "F32") throw std::runtime_error("workload " + path + ": 'pixel_values' is " + t.dtype + ", expected F32");
+  if (t.shape.size() != 4 || t.shape[1] != 3)
+    throw std::runtime_error("workload " + path + ": 'pixel_values' has shape " + dims(t.shape) + ", expected [B,3,H,W]");
+  Workload w;
+  w.path = path;
+  w.batch = t.shape[0];
+  w.seq = t.shape[2];
+  w.pixel_shape = t.shape;
+  w.pixel_values.resize(static_cast<size_t>(t.numel()));
+  if (!w.pixel_values.empty()) std::memcpy(w.pixel_values.data(), t.data.data(), t.data.size());
+  w.has_pixel_values = true;
+  return w;
+}
+
+Corpus load_corpus(const std::string& path) {
+  auto ts = read_safetensors(path);
+  const Tensor& b = find(ts, "batches", path);
+  if (b.shape.size() != 2 || b.shape[1] != 2 || b.shape[0] < 1)
+    throw std::runtime_error("corpus " + path + ": 'batches' has shape " + dims(b.shape) + ", expected [K,2] with K >= 1");
+  const int64_t k_count = b.shape[0];
+  std::vector<int64_t> bs = i64(ts, "batches", {k_count, 2}, path);
+  Corpus c;
+  c.path = path;
+  c.batches.reserve(static_cast<size_t>(k_count));
+  for (int64_t k = 0; k < k_count; ++k) {
+    const int64_t rows = bs[static_cast<size_t>(2 * k)], seq = bs[static_cast<size_t>(2 * k + 1)];
+    if (rows < 1 || seq < 1)
+      throw std::runtime_error("corpus " + path + ": batches[" + std::to_string(k) + "] = [" + std::to_string(rows) + "," +
+                               std::to_string(seq) + "], rows and seq must be >= 1");
+    Workload w;
+    w.path = path;
+    w.batch = rows;
+    w.seq = seq;
+    w.input_ids = i64(ts, "input_ids." + std::to_string(k), {rows, seq}, path);
+    w.attention_mask = i64(ts, "attention_mask." + std::to_string(k), {rows, seq}, path);
+    w.has_input_ids = w.has_attention_mask = true;
+    c.items += rows;
+    c.max_rows = std::max(c.max_rows, rows);
+    c.max_seq = std::max(c.max_seq, seq);
+    c.batches.push_back(std::move(w));
+  }
+  c.order = i64(ts, "order", {c.items}, path);
+  return c;
 }
 
 }  // namespace embedperf

@@ -115,6 +115,64 @@ TEST(Request, RejectsBadInput) {
   EXPECT_NE(error_of(j).find("shapes[0].batch"), std::string::npos);
 }
 
+TEST(Request, TowersScenariosAndTargetCi) {
+  // defaults when the new optional fields are absent
+  Request r = parse_request(valid());
+  EXPECT_EQ(r.model.modality, "text");
+  EXPECT_EQ(r.shapes[0].scenario, "latency");
+  EXPECT_FALSE(r.timing.target_ci.has_value());
+
+  json j = valid();
+  j["model"]["family"] = "siglip";
+  j["model"]["pooling"] = "tower";
+  j["model"]["modality"] = "image";
+  j["shapes"][0]["scenario"] = "throughput";
+  j["shapes"][1]["scenario"] = "latency";
+  j["timing"]["target_ci"] = 0.01;
+  r = parse_request(j);
+  EXPECT_EQ(r.model.family, "siglip");
+  EXPECT_EQ(r.model.pooling, "tower");
+  EXPECT_EQ(r.model.modality, "image");
+  EXPECT_EQ(r.shapes[0].scenario, "throughput");
+  EXPECT_EQ(r.shapes[1].scenario, "latency");
+  ASSERT_TRUE(r.timing.target_ci.has_value());
+  EXPECT_DOUBLE_EQ(*r.timing.target_ci, 0.01);
+
+  j["model"]["family"] = "clip";
+  j["model"]["modality"] = "text";
+  j["timing"]["target_ci"] = nullptr;  // null: the plain min_reached rule
+  r = parse_request(j);
+  EXPECT_EQ(r.model.family, "clip");
+  EXPECT_EQ(r.model.modality, "text");
+  EXPECT_FALSE(r.timing.target_ci.has_value());
+}
+
+TEST(Request, RejectsBadTowersScenariosAndTargetCi) {
+  json j = valid();
+  j["model"]["modality"] = "audio";
+  EXPECT_NE(error_of(j).find("model.modality"), std::string::npos);
+  j["model"]["modality"] = nullptr;
+  EXPECT_NE(error_of(j).find("model.modality"), std::string::npos);
+
+  j = valid();
+  j["model"]["family"] = "t5";
+  EXPECT_NE(error_of(j).find("model.family"), std::string::npos);
+
+  j = valid();
+  j["model"]["pooling"] = "max";
+  EXPECT_NE(error_of(j).find("model.pooling"), std::string::npos);
+
+  j = valid();
+  j["shapes"][1]["scenario"] = "offline";
+  EXPECT_NE(error_of(j).find("shapes[1].scenario"), std::string::npos);
+
+  for (json bad : {json(0), json(1), json(-0.5), json(1.5), json("0.01"), json(true)}) {
+    j = valid();
+    j["timing"]["target_ci"] = bad;
+    EXPECT_NE(error_of(j).find("timing.target_ci"), std::string::npos) << bad.dump();
+  }
+}
+
 TEST(Request, LoadFromFile) {
   std::string dir = temp_dir();
   std::ofstream(dir + "/r.json") << valid().dump();

@@ -3,6 +3,8 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "safetensors.hpp"
@@ -111,4 +113,177 @@ TEST(Safetensors, ReadsMetadataAndPythonStyleHeader) {
   int64_t v = 0;
   std::memcpy(&v, ts["lengths"].data.data(), 8);
   EXPECT_EQ(v, 42);
+}
+
+TEST(Safetensors, ImageWorkload) {
+  std::string dir = temp_dir();
+  const int64_t B = 2, H = 4, W = 5;
+  std::vector<float> px(static_cast<size_t>(B * 3 * H * W));
+  for (size_t i = 0; i < px.size(); ++i) px[i] = 0.25f * static_cast<float>(i) - 3.0f;
+  std::string p = dir + "/img.safetensors";
+  write_safetensors(p, {{"pixel_values", "F32", {B, 3, H, W}, px.data(), px.size() * 4}});
+  Workload w = load_image_workload(p);
+  EXPECT_EQ(w.path, p);
+  EXPECT_EQ(w.batch, B);
+  EXPECT_EQ(w.seq, H);  // the image side
+  EXPECT_EQ(w.pixel_shape, (std::vector<int64_t>{B, 3, H, W}));
+  EXPECT_EQ(w.pixel_values, px);
+  EXPECT_TRUE(w.has_pixel_values);
+  EXPECT_FALSE(w.has_input_ids);
+  EXPECT_FALSE(w.has_attention_mask);
+  EXPECT_TRUE(w.input_ids.empty());
+
+  auto error_of = [](const std::string& path) -> std::string {
+    try {
+      load_image_workload(path);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  // a text workload is not an image workload (and the reverse)
+  std::vector<int64_t> ids = {1, 2}, len = {2};
+  std::string t = dir + "/text.safetensors";
+  write_safetensors(t, {{"input_ids", "I64", {1, 2}, ids.data(), 16},
+                        {"attention_mask", "I64", {1, 2}, ids.data(), 16},
+                        {"lengths", "I64", {1}, len.data(), 8}});
+  EXPECT_NE(error_of(t).find("pixel_values"), std::string::npos) << error_of(t);
+  try {
+    load_workload(p);
+    FAIL() << "an image workload read as a text workload";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("input_ids"), std::string::npos) << e.what();
+  }
+  // wrong dtype, wrong channel count, wrong rank
+  std::vector<double> px64(px.begin(), px.end());
+  std::string d = dir + "/f64.safetensors";
+  write_safetensors(d, {{"pixel_values", "F64", {B, 3, H, W}, px64.data(), px64.size() * 8}});
+  EXPECT_NE(error_of(d).find("F32"), std::string::npos) << error_of(d);
+  std::string c = dir + "/c4.safetensors";
+  write_safetensors(c, {{"pixel_values", "F32", {1, 4, 3, 5}, px.data(), 60 * 4}});
+  EXPECT_NE(error_of(c).find("[B,3,H,W]"), std::string::npos) << error_of(c);
+  std::string r3 = dir + "/r3.safetensors";
+  write_safetensors(r3, {{"pixel_values", "F32", {B * 3, H, W}, px.data(), px.size() * 4}});
+  EXPECT_NE(error_of(r3).find("[B,3,H,W]"), std::string::npos) << error_of(r3);
+}
+
+namespace {
+// A corpus of batches with the given [rows, seq]; token values encode (k, row, col).
+void write_corpus(const std::string& path, const std::vector<std::pair<int64_t, int64_t>>& shape, int64_t order_len = -1,
+                  const std::string& skip = "") {
+  std::vector<std::vector<int64_t>> ids, masks;
+  std::vector<int64_t> batches, order;
+  int64_t n = 0;
+  for (size_t k = 0; k < shape.size(); ++k) {
+    auto [rows, seq] = shape[k];
+    batches.push_back(rows);
+    batches.push_back(seq);
+    std::vector<int64_t> id, mask;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < seq; ++c) {
+        id.push_back(static_cast<int64_t>(k) * 10000 + r * 100 + c);
+        mask.push_back(c <= r ? 1 : 0);
+      }
+    ids.push_back(id);
+    masks.push_back(mask);
+    n += rows;
+  }
+  if (order_len < 0) order_len = n;
+  for (int64_t i = 0; i < order_len; ++i) order.push_back(order_len - 1 - i);
+  std::vector<TensorView> views;
+  std::vector<std::string> names;  // keep the names alive
+  names.reserve(2 * shape.size());
+  views.push_back({"batches", "I64", {static_cast<int64_t>(shape.size()), 2}, batches.data(), batches.size() * 8});
+  for (size_t k = 0; k < shape.size(); ++k) {
+    std::vector<int64_t> dims = {shape[k].first, shape[k].second};
+    for (const char* base : {"input_ids.", "attention_mask."}) {
+      std::string name = base + std::to_string(k);
+      if (name == skip) continue;
+      const auto& v = base[0] == 'i' ? ids[k] : masks[k];
+      views.push_back({name, "I64", dims, v.data(), v.size() * 8});
+    }
+  }
+  views.push_back({"order", "I64", {order_len}, order.data(), order.size() * 8});
+  write_safetensors(path, views);
+}
+
+std::string corpus_error(const std::string& path) {
+  try {
+    load_corpus(path);
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
+}  // namespace
+
+TEST(Safetensors, Corpus) {
+  std::string dir = temp_dir();
+  std::string p = dir + "/corpus.safetensors";
+  // 12 batches so that "input_ids.10" / "input_ids.11" (decimal, no padding) are read
+  std::vector<std::pair<int64_t, int64_t>> shape;
+  for (int64_t k = 0; k < 12; ++k) shape.emplace_back(k % 3 + 1, 2 + k);
+  write_corpus(p, shape);
+  Corpus c = load_corpus(p);
+  ASSERT_EQ(c.batches.size(), 12u);
+  int64_t n = 0;
+  for (size_t k = 0; k < shape.size(); ++k) {
+    const Workload& w = c.batches[k];
+    EXPECT_EQ(w.batch, shape[k].first);
+    EXPECT_EQ(w.seq, shape[k].second);
+    EXPECT_TRUE(w.has_input_ids && w.has_attention_mask);
+    EXPECT_FALSE(w.has_pixel_values);
+    ASSERT_EQ(w.input_ids.size(), static_cast<size_t>(w.batch * w.seq));
+    ASSERT_EQ(w.attention_mask.size(), w.input_ids.size());
+    // row r, column c of batch k
+    int64_t r = w.batch - 1, col = w.seq - 1;
+    EXPECT_EQ(w.input_ids[static_cast<size_t>(r * w.seq + col)], static_cast<int64_t>(k) * 10000 + r * 100 + col);
+    EXPECT_EQ(w.attention_mask[static_cast<size_t>(r * w.seq + col)], col <= r ? 1 : 0);
+    n += w.batch;
+  }
+  EXPECT_EQ(c.items, n);
+  EXPECT_EQ(c.max_rows, 3);
+  EXPECT_EQ(c.max_seq, 13);
+  ASSERT_EQ(c.order.size(), static_cast<size_t>(n));
+  EXPECT_EQ(c.order.front(), n - 1);
+  EXPECT_EQ(c.order.back(), 0);
+
+  // a missing batch tensor is named
+  std::string m = dir + "/missing.safetensors";
+  write_corpus(m, {{2, 3}, {1, 4}}, -1, "attention_mask.1");
+  EXPECT_NE(corpus_error(m).find("attention_mask.1"), std::string::npos) << corpus_error(m);
+  // order must have one entry per fed row
+  std::string o = dir + "/order.safetensors";
+  write_corpus(o, {{2, 3}, {1, 4}}, 2);
+  EXPECT_NE(corpus_error(o).find("order"), std::string::npos) << corpus_error(o);
+  // batches that disagree with their tensors
+  std::string s = dir + "/shape.safetensors";
+  {
+    std::vector<int64_t> batches = {2, 3}, ids(6), order = {0, 1};
+    write_safetensors(s, {{"batches", "I64", {1, 2}, batches.data(), 16},
+                          {"input_ids.0", "I64", {3, 2}, ids.data(), 48},
+                          {"attention_mask.0", "I64", {2, 3}, ids.data(), 48},
+                          {"order", "I64", {2}, order.data(), 16}});
+  }
+  EXPECT_NE(corpus_error(s).find("input_ids.0"), std::string::npos) << corpus_error(s);
+  // no batches at all / a bad batches table
+  std::string e = dir + "/empty.safetensors";
+  {
+    std::vector<int64_t> none;
+    write_safetensors(e, {{"batches", "I64", {0, 2}, none.data(), 0}, {"order", "I64", {0}, none.data(), 0}});
+  }
+  EXPECT_NE(corpus_error(e).find("batches"), std::string::npos) << corpus_error(e);
+  std::string z = dir + "/zero.safetensors";
+  {
+    std::vector<int64_t> batches = {0, 3}, order;
+    write_safetensors(z, {{"batches", "I64", {1, 2}, batches.data(), 16}, {"order", "I64", {0}, order.data(), 0}});
+  }
+  EXPECT_NE(corpus_error(z).find("batches[0]"), std::string::npos) << corpus_error(z);
+  // a latency workload is not a corpus
+  std::vector<int64_t> ids = {1, 2}, len = {2};
+  std::string t = dir + "/text.safetensors";
+  write_safetensors(t, {{"input_ids", "I64", {1, 2}, ids.data(), 16},
+                        {"attention_mask", "I64", {1, 2}, ids.data(), 16},
+                        {"lengths", "I64", {1}, len.data(), 8}});
+  EXPECT_NE(corpus_error(t).find("batches"), std::string::npos) << corpus_error(t);
 }

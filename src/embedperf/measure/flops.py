@@ -49,10 +49,84 @@ def _shape(spec: ModelSpec, source: str) -> dict:
     }
 
 
-def flops_per_call(spec: ModelSpec, source: str, batch: int, seq: int) -> dict:
+def _tower(spec: ModelSpec, source: str, modality: str) -> dict:
+    """The numbers of one CLIP/SigLIP tower: width, depth, tokens it attends over, its head."""
+    cfg = spec.architecture(source)
+    sub = cfg["text_config" if modality == "text" else "vision_config"]
+    h, heads = int(sub["hidden_size"]), int(sub["num_attention_heads"])
+    out = {"hidden": h, "heads": heads, "head_dim": h // heads, "intermediate": int(sub["intermediate_size"]),
+           "layers": int(sub["num_hidden_layers"])}
+    if modality == "text":
+        out["tokens"] = int(sub["max_position_embeddings"])
+        out["vocab"] = int(sub["vocab_size"])
+    else:
+        patch, side = int(sub["patch_size"]), int(sub["image_size"])
+        out["patches"] = (side // patch) ** 2
+        out["patch_in"] = int(sub.get("num_channels", 3)) * patch * patch
+        out["tokens"] = out["patches"] + (1 if spec.family == "clip" else 0)  # CLIP prepends a CLS token
+    out["projection"] = int(cfg["projection_dim"]) if spec.family == "clip" else h
+    return out
+
+
+def tower_flops(spec: ModelSpec, source: str, modality: str, batch: int) -> dict:
+    """Matrix-multiply FLOPs of one call of a CLIP/SigLIP tower, by part.
+
+    Text towers run their fixed length (77 or 64) whatever the caption; image towers attend over
+    every patch (+ CLIP's CLS). The patch embedding is a convolution with stride = kernel, i.e. one
+    [patches, C·p·p] × [C·p·p, hidden] matrix multiply. SigLIP's image head (MAP) is one probe
+    query attending over all patches, then an MLP on that one row; CLIP projects one row.
+    """
+    a = _tower(spec, source, modality)
+    h, d, n, inter, layers, t = a["hidden"], a["head_dim"], a["heads"], a["intermediate"], a["layers"], a["tokens"]
+    tokens = batch * t
+    breakdown = {
+        "q_proj": layers * 2 * tokens * h * h,
+        "kv_proj": layers * 2 * 2 * tokens * h * h,
+        "o_proj": layers * 2 * tokens * h * h,
+        "attn_scores": layers * 2 * batch * n * t * t * d,
+        "attn_values": layers * 2 * batch * n * t * t * d,
+        "mlp": layers * 2 * 2 * tokens * h * inter,
+    }
+    if modality == "image":
+        breakdown["patch_embedding"] = 2 * batch * a["patches"] * a["patch_in"] * h
+    if spec.family == "siglip" and modality == "image":
+        p = a["patches"]
+        breakdown["head"] = (2 * batch * h * h + 2 * 2 * batch * p * h * h  # probe q, patch k and v
+                             + 2 * 2 * batch * n * p * d  # one query's scores and values
+                             + 2 * batch * h * h + 2 * 2 * batch * h * inter)  # out_proj, MLP on one row
+    else:
+        breakdown["head"] = 2 * batch * h * a["projection"]
+    return {"flops": int(sum(breakdown.values())), "breakdown": breakdown, "attention": "full",
+            "sliding_window_layers": 0, "sliding_window_note": None, "batch": batch, "seq": t,
+            "padded_tokens": tokens, "modality": modality}
+
+
+def tower_parameters(spec: ModelSpec, source: str, modality: str) -> dict:
+    """Parameters of one tower by part (the embedding tables apart, as for the text models)."""
+    a = _tower(spec, source, modality)
+    h, inter, layers = a["hidden"], a["intermediate"], a["layers"]
+    per_layer = 4 * h * h + 4 * h + 2 * h * inter + inter + h + 2 * 2 * h
+    out = {"layers": layers * per_layer, "norm": 2 * h}
+    if modality == "text":
+        out["embedding"] = a["vocab"] * h + a["tokens"] * h
+        out["dense_heads"] = h * a["projection"] + (h if spec.family == "siglip" else 0)
+    else:
+        out["embedding"] = a["tokens"] * h + (h if spec.family == "clip" else 0)  # positions (+ CLS)
+        out["patch_embedding"] = a["patch_in"] * h + (h if spec.family == "siglip" else 0)
+        if spec.family == "clip":
+            out["norm"] += 2 * h  # pre_layrnorm
+            out["dense_heads"] = h * a["projection"]
+        else:  # probe, in/out projections, layer norm, MLP
+            out["dense_heads"] = h + 4 * h * h + 4 * h + 2 * h + 2 * h * inter + inter + h
+    return out
+
+
+def flops_per_call(spec: ModelSpec, source: str, batch: int, seq: int, modality: str = "text") -> dict:
     """Matrix-multiply FLOPs of one call on a padded [batch, seq] input, with a per-part breakdown."""
     if batch < 1 or seq < 1:
         raise ValueError(f"batch and seq must be positive, got {batch} × {seq}")
+    if spec.multimodal:
+        return tower_flops(spec, source, modality, batch)
     a = _shape(spec, source)
     tokens = batch * seq
     h, d, nq, nkv, inter, layers = a["hidden"], a["head_dim"], a["heads"], a["kv_heads"], a["intermediate"], a["layers"]
@@ -108,26 +182,29 @@ def parameter_counts(spec: ModelSpec, source: str) -> dict:
     }
 
 
-def weight_bytes(spec: ModelSpec, source: str) -> int:
+def weight_bytes(spec: ModelSpec, source: str, modality: str = "text") -> int:
     """fp32 bytes of the weights one call reads: every non-embedding parameter plus the Dense heads.
 
     The embedding tables are left out (a call reads only batch × seq rows of them); the unused BERT
     pooler is left out too. Kept simple on purpose: the figure is for a bandwidth bound, not a cache model.
     """
+    if spec.multimodal:
+        p = tower_parameters(spec, source, modality)
+        return FP32_BYTES * (sum(p.values()) - p["embedding"])
     p = parameter_counts(spec, source)
     return FP32_BYTES * (p["layers"] + p["norm"] + p["dense_heads"])
 
 
-def arithmetic_intensity(spec: ModelSpec, source: str, batch: int, seq: int) -> float:
+def arithmetic_intensity(spec: ModelSpec, source: str, batch: int, seq: int, modality: str = "text") -> float:
     """FLOPs per weight byte read: the x-axis of a roofline chart."""
-    return flops_per_call(spec, source, batch, seq)["flops"] / weight_bytes(spec, source)
+    return flops_per_call(spec, source, batch, seq, modality)["flops"] / weight_bytes(spec, source, modality)
 
 
 def cell_work(spec: ModelSpec, source: str, batch: int, seq: int, median_ms: float | None,
-              peak_gflops: float | None = None) -> dict:
+              peak_gflops: float | None = None, modality: str = "text") -> dict:
     """The work fields of one cell: flops, weight bytes, achieved GFLOP/s and the share of a measured peak."""
-    f = flops_per_call(spec, source, batch, seq)
-    wb = weight_bytes(spec, source)
+    f = flops_per_call(spec, source, batch, seq, modality)
+    wb = weight_bytes(spec, source, modality)
     gflops = f["flops"] / (median_ms * 1e-3) / 1e9 if median_ms and median_ms > 0 else None
     return {
         "flops": f["flops"],
@@ -137,4 +214,17 @@ def cell_work(spec: ModelSpec, source: str, batch: int, seq: int, median_ms: flo
         "arithmetic_intensity": f["flops"] / wb,
         "gflops": gflops,
         "share_of_peak": (gflops / peak_gflops) if gflops is not None and peak_gflops else None,
+    }
+
+
+def corpus_work(spec: ModelSpec, source: str, batches: list, pass_s: float | None,
+                peak_gflops: float | None = None) -> dict:
+    """Work of one pass over a throughput corpus: the sum over its batches [(rows, seq), ...]."""
+    flops = sum(flops_per_call(spec, source, int(rows), int(seq))["flops"] for rows, seq in batches)
+    wb = weight_bytes(spec, source)
+    gflops = flops / pass_s / 1e9 if pass_s else None
+    return {
+        "flops": flops, "flops_per": "one pass over the corpus", "attention": "full", "weight_bytes": wb,
+        "arithmetic_intensity": flops / len(batches) / wb if batches else None,
+        "gflops": gflops, "share_of_peak": (gflops / peak_gflops) if gflops is not None and peak_gflops else None,
     }

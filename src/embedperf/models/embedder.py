@@ -52,7 +52,7 @@ class EmbeddingModel(nn.Module):
             self.dense.append(layer)
         self.normalize = normalize
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **unused) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         x = pool(hidden, attention_mask, self.pooling)
         for layer in self.dense:
@@ -60,6 +60,59 @@ class EmbeddingModel(nn.Module):
         if self.normalize:
             x = nn.functional.normalize(x, p=2.0, dim=-1)
         return x
+
+
+# The transformers class that holds exactly one tower of a multimodal checkpoint (weights and head),
+# loadable from the full model's folder: a tower cell loads and runs only its own tower.
+TOWER_CLASSES = {
+    ("clip", "text"): "CLIPTextModelWithProjection",
+    ("clip", "image"): "CLIPVisionModelWithProjection",
+    ("siglip", "text"): "SiglipTextModel",
+    ("siglip", "image"): "SiglipVisionModel",
+}
+
+
+class TowerModel(nn.Module):
+    """One tower of CLIP or SigLIP with its own pooling and projection/head, then L2 normalize.
+
+    clip text: first EOS → text_projection; clip image: CLS → post-LN → visual_projection;
+    siglip text: last position → head, *no attention mask*; siglip image: MAP head.
+    """
+
+    def __init__(self, tower: nn.Module, family: str, modality: str, normalize: bool = True):
+        super().__init__()
+        self.tower, self.family, self.modality, self.normalize = tower, family, modality, normalize
+
+    def forward(self, input_ids: torch.Tensor | None = None, attention_mask: torch.Tensor | None = None,
+                pixel_values: torch.Tensor | None = None, **unused) -> torch.Tensor:
+        if self.modality == "image":
+            out = self.tower(pixel_values=pixel_values)
+            x = out.image_embeds if self.family == "clip" else out.pooler_output
+        elif self.family == "clip":
+            x = self.tower(input_ids=input_ids, attention_mask=attention_mask).text_embeds
+        else:
+            # SigLIP was trained on text padded to 64 without a mask: passing one changes the result
+            x = self.tower(input_ids=input_ids).pooler_output
+        if self.normalize:
+            x = nn.functional.normalize(x, p=2.0, dim=-1)
+        return x
+
+
+def load_tower(folder: Path, family: str, modality: str, attention: str = "sdpa", normalize: bool = True,
+               device: str = "cpu") -> TowerModel:
+    """Load one tower from a full CLIP/SigLIP folder (the other tower's weights are not loaded)."""
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    cls = getattr(transformers, TOWER_CLASSES[(family, modality)])
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the other tower's weights are "unexpected" on purpose
+    hf_logging.disable_progress_bar()
+    try:
+        tower = cls.from_pretrained(folder, attn_implementation=attention, dtype=torch.float32)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return TowerModel(tower, family, modality, normalize).eval().to(device)
 
 
 def save_reference(encoder: nn.Module, dense: list[torch.Tensor], info: dict, folder: Path) -> None:
@@ -70,11 +123,14 @@ def save_reference(encoder: nn.Module, dense: list[torch.Tensor], info: dict, fo
     (folder / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
 
 
-def load_reference(folder: Path, attention: str = "sdpa", device: str = "cpu") -> EmbeddingModel:
-    """Load a reference artifact written by save_reference, in fp32."""
+def load_reference(folder: Path, attention: str = "sdpa", device: str = "cpu",
+                   modality: str = "text") -> nn.Module:
+    """Load a reference artifact written by save_reference, in fp32 (one tower of a multimodal model)."""
     from transformers import AutoModel
 
     info = json.loads((folder / MODEL_INFO).read_text())
+    if info.get("pooling") == "tower":
+        return load_tower(folder, info["family"], modality, attention, info.get("normalize", True), device)
     encoder = AutoModel.from_pretrained(folder, attn_implementation=attention, dtype=torch.float32)
     heads = load_file(str(folder / HEADS_FILE)) if (folder / HEADS_FILE).exists() else {}
     dense = [heads[name] for name in info.get("dense", [])]

@@ -10,7 +10,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 SOURCES = ("hub", "local", "package", "twin", "tiny")
-FAMILIES = ("bert", "gemma3", "qwen3", "xlm-roberta")
+FAMILIES = ("bert", "gemma3", "qwen3", "xlm-roberta", "clip", "siglip")
+MODALITIES = ("text", "image")
+MULTIMODAL_FAMILIES = ("clip", "siglip")
 
 
 class UnknownModel(ValueError):
@@ -41,7 +43,7 @@ class ModelSpec:
 
     name: str  # the hub id, which is also the name users type
     family: str
-    pooling: str  # mean | cls | last
+    pooling: str  # mean | cls | last | tower (a multimodal tower's own pooling and projection)
     output_dim: int
     max_length: int  # longest input the position table allows
     st_max_seq_length: int  # sentence-transformers' max_seq_length (warn above it)
@@ -59,10 +61,21 @@ class ModelSpec:
     package_sha256: str | None = None  # expected sha256 of that package's model.safetensors
     hub_dense_dirs: tuple[str, ...] = ()  # sentence-transformers folders holding the Dense heads
     extra_outputs: tuple[str, ...] = ()  # outputs beyond the dense embedding (later issues)
+    modalities: tuple[str, ...] = ("text",)  # towers: each is its own graph and its own cells
+    image_size: int | None = None  # side of the square pixel input of the image tower
+    image_preprocess: str | None = None  # clip | siglip (workload/image.py)
 
     @property
     def slug(self) -> str:
         return self.name.split("/")[-1]
+
+    @property
+    def multimodal(self) -> bool:
+        return self.family in MULTIMODAL_FAMILIES
+
+    def seq_for(self, modality: str, source: str) -> int:
+        """The one input length of a multimodal tower: text padded to the model's fixed length, image side."""
+        return self.length_limit(source) if modality == "text" else int(self.image_size)
 
     def dense_names(self) -> list[str]:
         return [f"dense.{i}.weight" for i in range(len(self.dense))]
@@ -74,6 +87,10 @@ class ModelSpec:
         """Width of the sentence embedding the graph returns (before any truncation)."""
         if source != "tiny":
             return self.output_dim
+        if self.family == "clip":
+            return int(self.architecture(source)["projection_dim"])
+        if self.family == "siglip":
+            return int(self.architecture(source)["text_config"]["hidden_size"])
         heads = self.tiny_dense
         return heads[-1].out_features if heads else self.architecture("tiny")["hidden_size"]
 
@@ -161,6 +178,41 @@ MODELS: dict[str, ModelSpec] = {
             tiny_tokens=TokenScheme(prefix=(0,), suffix=(2,), pad=1, regular=(4, 1024)),
             tiny_max_length=128,
             extra_outputs=("sparse", "colbert"),
+        ),
+        ModelSpec(
+            name="openai/clip-vit-base-patch16",
+            family="clip",
+            pooling="tower",
+            output_dim=512,
+            max_length=77,  # the text tower takes exactly 77 positions
+            st_max_seq_length=77,
+            config="clip-vit-base-patch16.json",
+            tiny_config="clip-vit-base-patch16.tiny.json",
+            # <|startoftext|> 49406 ... <|endoftext|> 49407, pad = EOS; ordinary ids stay below 49406 so
+            # the first EOS is also the argmax transformers pools at
+            tokens=TokenScheme(prefix=(49406,), suffix=(49407,), pad=49407, regular=(0, 49406)),
+            tiny_tokens=TokenScheme(prefix=(49406,), suffix=(49407,), pad=49407, regular=(0, 49406)),
+            tiny_max_length=77,
+            modalities=("text", "image"),
+            image_size=224,
+            image_preprocess="clip",
+        ),
+        ModelSpec(
+            name="google/siglip-base-patch16-224",
+            family="siglip",
+            pooling="tower",
+            output_dim=768,
+            max_length=64,  # padded to exactly 64, no attention mask
+            st_max_seq_length=64,
+            config="siglip-base-patch16-224.json",
+            tiny_config="siglip-base-patch16-224.tiny.json",
+            # sentencepiece: 0 <pad> (unused), 1 </s> = EOS = pad, 2 <unk>; no BOS
+            tokens=TokenScheme(prefix=(), suffix=(1,), pad=1, regular=(3, 32000)),
+            tiny_tokens=TokenScheme(prefix=(), suffix=(1,), pad=1, regular=(3, 32000)),
+            tiny_max_length=64,
+            modalities=("text", "image"),
+            image_size=224,
+            image_preprocess="siglip",
         ),
     )
 }

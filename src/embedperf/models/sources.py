@@ -58,7 +58,8 @@ def _hub_snapshot(spec: ModelSpec, revision: str | None) -> Path:
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    patterns = ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors"]
+    # weights, configs, and the tokenizer files real captions need (merges.txt, spiece.model)
+    patterns = ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors", "*.txt", "*.model"]
     try:
         return Path(snapshot_download(spec.name, revision=revision, allow_patterns=patterns))
     except GatedRepoError as e:

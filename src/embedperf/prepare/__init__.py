@@ -28,6 +28,10 @@ def estimate_parameters(spec: ModelSpec, located: Located) -> int:
     if located.folder is not None:
         files = list(located.folder.glob("*.safetensors")) + list(located.folder.glob("*_Dense/*.safetensors"))
         return sum(f.stat().st_size for f in files) // 4
+    if spec.multimodal:
+        from embedperf.measure.flops import tower_parameters
+
+        return sum(sum(tower_parameters(spec, located.source, m).values()) for m in spec.modalities)
     c = located.identity["config"]
     h, layers, inter, vocab = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]
     heads = c["num_attention_heads"]

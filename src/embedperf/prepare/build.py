@@ -54,6 +54,35 @@ def export_onnx(model, spec, source: str, out: Path, param_bytes: int) -> None:
     program.save(str(path), external_data=param_bytes > EXTERNAL_DATA_BYTES)
 
 
+def export_tower_onnx(tower, spec, source: str, modality: str, out: Path) -> None:
+    """One tower of CLIP/SigLIP: text (fixed length, dynamic batch) or image (pixel_values, dynamic batch)."""
+    import torch
+
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    g = torch.Generator().manual_seed(0)
+    if modality == "image":
+        side = spec.image_size
+        kwargs = {"pixel_values": torch.randn(2, 3, side, side, generator=g)}
+    else:
+        seq = spec.length_limit(source)
+        low, high = spec.token_scheme(source).regular
+        ids = torch.randint(low, high, (2, seq), generator=g)
+        ids[:, -1] = spec.token_scheme(source).suffix[0]
+        ids[1, seq // 2] = spec.token_scheme(source).suffix[0]
+        kwargs = {"input_ids": ids}
+        if spec.family == "clip":
+            mask = torch.ones(2, seq, dtype=torch.long)
+            mask[1, seq // 2 + 1:] = 0  # a padded row, so the graph keeps the padding path
+            kwargs["attention_mask"] = mask
+    out.mkdir(parents=True, exist_ok=True)
+    program = torch.onnx.export(
+        tower, (), kwargs=kwargs, dynamo=True, input_names=list(kwargs), output_names=["sentence_embedding"],
+        dynamic_shapes={name: {0: batch} for name in kwargs}, opset_version=ONNX_OPSET, optimize=True,
+        verbose=False,
+    )
+    program.save(str(out / "model.onnx"))
+
+
 def export_openvino(onnx_path: Path, out: Path) -> None:
     import openvino as ov
 
@@ -61,6 +90,31 @@ def export_openvino(onnx_path: Path, out: Path) -> None:
     model = ov.convert_model(str(onnx_path))
     # save_model compresses weights to fp16 unless told not to: the IR must stay fp32.
     ov.save_model(model, str(out / "model.xml"), compress_to_fp16=False)
+
+
+def export_towers(spec, located, folder: Path, wanted: set, artifacts: dict, finish) -> None:
+    """ONNX and OpenVINO of each tower, loaded back from the reference folder as the torch runner loads it."""
+    from embedperf.models.embedder import load_tower
+
+    if ({"onnx", "openvino"} & wanted) and "onnx" not in artifacts:
+        t1 = time.perf_counter()
+        tmp = folder / "onnx.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for modality in spec.modalities:
+            tower = load_tower(folder / "reference", spec.family, modality, attention="eager", normalize=spec.normalize)
+            export_tower_onnx(tower, spec, located.source, modality, tmp / modality)
+        finish("onnx", tmp, folder / "onnx", {"format": "onnx", "opset": ONNX_OPSET, "exporter": "torch.onnx dynamo",
+                                              "towers": list(spec.modalities)})
+        log(f"exported ONNX ({', '.join(spec.modalities)} towers) in {time.perf_counter() - t1:.1f}s")
+    if "openvino" in wanted and "openvino" not in artifacts:
+        t1 = time.perf_counter()
+        tmp = folder / "openvino.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        for modality in spec.modalities:
+            export_openvino(folder / "onnx" / modality / "model.onnx", tmp / modality)
+        finish("openvino", tmp, folder / "openvino", {"format": "openvino ir", "weights": "fp32",
+                                                      "towers": list(spec.modalities)})
+        log(f"converted to OpenVINO IR (fp32) in {time.perf_counter() - t1:.1f}s")
 
 
 def build(job: dict) -> int:
@@ -86,7 +140,7 @@ def build(job: dict) -> int:
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
-        entry["files"] = {p.name: sha256_file(p) for p in sorted(final.iterdir()) if p.is_file()}
+        entry["files"] = {str(p.relative_to(final)): sha256_file(p) for p in sorted(final.rglob("*")) if p.is_file()}
         artifacts[fmt] = entry
 
     info = {"model": spec.name, "family": spec.family, "pooling": spec.pooling, "normalize": spec.normalize,
@@ -98,16 +152,23 @@ def build(job: dict) -> int:
         finish("reference", tmp, folder / "reference", {"format": "safetensors (transformers names) + heads"})
         log("wrote reference safetensors")
 
-    model = EmbeddingModel(encoder, spec.pooling, dense, spec.normalize).eval()
     wanted = set(job["formats"])
-    if ({"onnx", "openvino"} & wanted) and "onnx" not in artifacts:
+    if spec.multimodal:
+        export_towers(spec, located, folder, wanted, artifacts, finish)
+        manifest["towers"] = list(spec.modalities)
+        # the zero-shot check needs the model's own logit scale (and SigLIP's bias)
+        manifest["logits"] = {"scale": float(encoder.logit_scale.exp()),
+                              "bias": float(encoder.logit_bias) if hasattr(encoder, "logit_bias") else None,
+                              "rule": "softmax" if spec.family == "clip" else "sigmoid"}
+    model = None if spec.multimodal else EmbeddingModel(encoder, spec.pooling, dense, spec.normalize).eval()
+    if model is not None and ({"onnx", "openvino"} & wanted) and "onnx" not in artifacts:
         t1 = time.perf_counter()
         tmp = folder / "onnx.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
         export_onnx(model, spec, located.source, tmp, params * 4)
         finish("onnx", tmp, folder / "onnx", {"format": "onnx", "opset": ONNX_OPSET, "exporter": "torch.onnx dynamo"})
         log(f"exported ONNX in {time.perf_counter() - t1:.1f}s")
-    if "openvino" in wanted and "openvino" not in artifacts:
+    if model is not None and "openvino" in wanted and "openvino" not in artifacts:
         t1 = time.perf_counter()
         tmp = folder / "openvino.tmp"
         shutil.rmtree(tmp, ignore_errors=True)

@@ -15,7 +15,7 @@ from pathlib import Path
 from embedperf.models.registry import ModelSpec
 from embedperf.models.sources import Located
 
-PREPARE_VERSION = 1  # bump when the exported graph changes
+PREPARE_VERSION = 2  # bump when the exported graph changes (2: towers, nested artifact files)
 EXPORTERS = ("torch", "transformers", "onnx", "onnxscript", "openvino", "safetensors")
 MANIFEST = "manifest.json"
 FORMAT_DIRS = {"reference": "reference", "onnx": "onnx", "openvino": "openvino"}
@@ -54,8 +54,24 @@ class Prepared:
     folder: Path
     manifest: dict
 
-    def artifact_path(self, fmt: str) -> Path:
-        return self.folder / FORMAT_FILES[fmt]
+    def artifact_path(self, fmt: str, modality: str | None = None) -> Path:
+        """The file a runner opens; a multimodal model has one graph per tower (onnx/<modality>/model.onnx)."""
+        path = self.folder / FORMAT_FILES[fmt]
+        if modality and fmt in ("onnx", "openvino") and self.manifest.get("towers"):
+            path = path.parent / modality / path.name
+        return path
+
+    def artifact_sha256(self, fmt: str, modality: str | None = None) -> str | None:
+        path = self.artifact_path(fmt, modality)
+        return self.manifest["artifacts"][fmt]["files"].get(str(path.relative_to(self.folder / FORMAT_DIRS[fmt])))
+
+    def size_bytes(self, fmt: str, modality: str | None = None) -> int | None:
+        """Bytes on disk of what a runner loads for this format (one tower's graph for a multimodal model)."""
+        path = self.artifact_path(fmt, modality)
+        if fmt == "reference" or not path.exists():
+            return None if not path.exists() else dir_size(path)
+        # a graph plus its external data / weights beside it
+        return sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file())
 
     def has(self, fmt: str) -> bool:
         return fmt in self.manifest.get("artifacts", {})

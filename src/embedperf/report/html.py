@@ -2,8 +2,10 @@
 
 The page inlines its style and every figure as SVG (``report.plots``): it loads nothing, runs no
 script and works offline. Sections: the matrix table, latency against batch and against sequence
-length, throughput, memory, parity, the roofline (only with cells that carry work figures *and* a
-machine profile from ``measure.calibrate``; otherwise a note says why it is absent), and warnings.
+length, throughput (latency cells at their median), the throughput scenario (corpus passes, sorted vs
+unsorted; only with such cells), the multimodal towers (texts/s, images/s, preprocessing apart, zero-shot;
+only with such cells), memory (peak RSS and size on disk), parity, the roofline (only with cells that carry
+work figures *and* a machine profile from ``measure.calibrate``; otherwise a note says why it is absent), and warnings.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ import html
 from pathlib import Path
 
 from embedperf.report import plots
-from embedperf.report.markdown import _fmt, sort_key, table
-from embedperf.results.store import flatten
+from embedperf.report.markdown import (_fmt, fmt_flops, fmt_mb, md_table, multimodal_rows, row_of,
+                                       run_overhead_lines, sections, setup_lines, sort_key, table, throughput_rows,
+                                       with_shapes, zero_shot_note)
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px auto;max-width:1180px;
@@ -35,13 +38,19 @@ def _e(value) -> str:
 
 
 def _row(doc_or_row: dict) -> dict:
-    return flatten(doc_or_row) if "schema" in doc_or_row else dict(doc_or_row)
+    return row_of(doc_or_row)
+
+
+def _rows(cells: list[dict], profile: dict | None) -> list[dict]:
+    return sorted(with_shapes(enrich([_row(c) for c in cells], profile)), key=sort_key)
 
 
 def enrich(rows: list[dict], profile: dict | None = None) -> list[dict]:
     """Add the work figures (flops, weight bytes, intensity, GFLOP/s, share of peak) where the rows lack them.
 
-    Counts come from ``measure.flops`` for models in the registry; null runners do no work and get none.
+    Counts come from ``measure.flops`` for models in the registry (per tower for multimodal models); null
+    runners do no work and get none. A throughput cell's work is per corpus pass and needs the corpus's batch
+    shapes, which a flat row lacks: only the cell document's own figures are used there.
     """
     from embedperf.measure.flops import cell_work
     from embedperf.models.registry import UnknownModel, get_model
@@ -50,20 +59,22 @@ def enrich(rows: list[dict], profile: dict | None = None) -> list[dict]:
     out = []
     for r in rows:
         r = dict(r)
-        if not r["runtime"].startswith("null"):
+        if not r["runtime"].startswith("null") and not r.get("order"):
             if r.get("flops") is None:
                 try:
                     spec = get_model(r["model"])
                 except UnknownModel:
                     spec = None
                 if spec is not None:
-                    work = cell_work(spec, r["source"], r["batch"], r["seq"], r.get("median_ms"), peak)
+                    work = cell_work(spec, r["source"], r["batch"], r["seq"], r.get("median_ms"), peak,
+                                     r.get("modality") or "text")
                     for k in ("flops", "weight_bytes", "arithmetic_intensity", "gflops", "share_of_peak"):
                         r[k] = work[k]
             elif r.get("gflops") is None and r.get("median_ms"):
                 r["gflops"] = r["flops"] / (r["median_ms"] * 1e-3) / 1e9
             if r.get("flops") and r.get("weight_bytes") and r.get("arithmetic_intensity") is None:
                 r["arithmetic_intensity"] = r["flops"] / r["weight_bytes"]
+        if not r["runtime"].startswith("null"):
             if peak and r.get("gflops") and r.get("share_of_peak") is None:
                 r["share_of_peak"] = r["gflops"] / peak
         out.append(r)
@@ -91,22 +102,36 @@ def profile_for(cells: list[dict]) -> dict | None:
 
 
 def _warnings(cells: list[dict]) -> list[tuple[str, str]]:
-    """(cell, message) for every stored warning, plus those `measure.warnings` finds in the raw samples now."""
+    """(cell, message) for every stored warning, plus those `measure.warnings` finds in the raw samples now.
+
+    A throughput cell is checked on its whole corpus passes (its single calls differ in shape by design), as
+    the orchestrator does; a run's own harness overhead (null runners at its start) stands in for null cells.
+    """
     from embedperf.measure.warnings import check_cell, null_overheads
 
     docs = [c for c in cells if "schema" in c]
-    overheads = null_overheads(docs)
+    overheads = {}
+    for d in docs:
+        overheads.update({k: v for k, v in (d.get("harness_overhead_ns") or {}).items() if k not in overheads})
+    overheads.update(null_overheads(docs))
+    rows = with_shapes([_row(c) for c in cells])
     out, busy_runs = [], set()
-    for c in cells:
-        r = _row(c)
-        name = f"{r['model'].split('/')[-1]} {r['runtime']} {r['batch']}×{r['seq']}"
+    for c, r in zip(cells, rows):
+        name = f"{r['model'].split('/')[-1]} {r['runtime']} {r['shape']}"
         kinds = set()
         for w in r.get("warnings") or []:
             msg = w if isinstance(w, str) else w.get("message", str(w))
             kinds.add(msg.split(":", 1)[0])
             out.append((name, msg))
         if "schema" in c and r["status"] == "ok" and (c.get("raw") or {}).get("samples_ns"):
-            for w in check_cell(c, overheads)["warnings"]:
+            doc = c
+            if r.get("order"):
+                passes = (c.get("raw") or {}).get("passes_ns")
+                if not passes:
+                    continue
+                doc = {**c, "raw": {**c["raw"], "samples_ns": passes},
+                       "summary": {**(c.get("summary") or {}), "first_call_s": None}}
+            for w in check_cell(doc, overheads)["warnings"]:
                 if w["kind"] in kinds:
                     continue
                 if w["kind"] == "busy machine":  # a fact of the run, said once
@@ -120,10 +145,7 @@ def _warnings(cells: list[dict]) -> list[tuple[str, str]]:
 
 
 def _setup_lines(rows: list[dict]) -> list[str]:
-    setups = sorted({(r["model"], r["source"], r["weights"], r["threads"], r["precision"], r["device"])
-                     for r in rows}, key=lambda t: tuple(str(x) for x in t))
-    return [f"{m} — source {s}, weights {w}, {p}, {d}, {t} thread(s); latency scenario, inputs right-padded, "
-            f"seeded" for m, s, w, t, p, d in setups]
+    return setup_lines(rows)
 
 
 def _table(headers: list[tuple[str, bool]], body: list[tuple[str, list]]) -> str:
@@ -138,21 +160,32 @@ def _table(headers: list[tuple[str, bool]], body: list[tuple[str, list]]) -> str
     return "\n".join(lines)
 
 
+def _shape(r: dict) -> str:
+    return r.get("shape") or f"{r['batch']}×{r['seq']}"
+
+
 def matrix_rows(rows: list[dict]) -> tuple[list, list]:
+    gpu = any(r.get("gpu_peak_mb") is not None for r in rows)
     headers = [("model", False), ("runtime", False), ("batch×seq", False), ("status", False),
                ("median ms", True), ("95% CI ms", True), ("p90 ms", True), ("CV", True), ("items/s", True),
-               ("load s", True), ("first call s", True), ("peak RSS MB", True), ("loop RSS MB", True),
-               ("min cos", True), ("GFLOP/s", True), ("share of peak", True)]
+               ("FLOPs", True), ("GFLOP/s", True), ("share of peak", True), ("stop", False),
+               ("load s", True), ("first call s", True), ("peak RSS MB", True), ("loop RSS MB", True)]
+    headers += [("GPU peak MB", True)] if gpu else []
+    headers += [("disk MB", True), ("min cos", True)]
     body = []
     for r in rows:
         ci = (f"{_fmt(r['ci_low_ms'], '.3f')}–{_fmt(r['ci_high_ms'], '.3f')}" if r["ci_low_ms"] is not None else "–")
         status = r["status"] if not r["reason"] else f"{r['status']}: {r['reason']}"
-        body.append((r["status"], [
-            f"{r['model'].split('/')[-1]} ({r['source']})", r["runtime"], f"{r['batch']}×{r['seq']}", status,
+        cells = [
+            f"{r['model'].split('/')[-1]} ({r['source']})", r["runtime"], _shape(r), status,
             _fmt(r["median_ms"], ".3f"), ci, _fmt(r["p90_ms"], ".3f"), _fmt(r["cv"], ".1%"),
-            _fmt(r["items_per_s"], ".1f"), _fmt(r["load_s"], ".2f"), _fmt(r["first_call_s"], ".3f"),
-            _fmt(r["peak_rss_mb"], ".0f"), _fmt(r["loop_peak_rss_mb"], ".0f"), _fmt(r["min_cosine"], ".6f"),
-            _fmt(r.get("gflops"), ".2f"), _fmt(r.get("share_of_peak"), ".1%")]))
+            _fmt(r["items_per_s"], ".1f"), fmt_flops(r.get("flops"), bool(r.get("order"))),
+            _fmt(r.get("gflops"), ".2f"), _fmt(r.get("share_of_peak"), ".1%"), r.get("stop_rule") or "–",
+            _fmt(r["load_s"], ".2f"), _fmt(r["first_call_s"], ".3f"),
+            _fmt(r["peak_rss_mb"], ".0f"), _fmt(r["loop_peak_rss_mb"], ".0f")]
+        cells += [_fmt(r.get("gpu_peak_mb"), ".0f")] if gpu else []
+        cells += [fmt_mb(r.get("size_on_disk_bytes")), _fmt(r["min_cosine"], ".6f")]
+        body.append((r["status"], cells))
     return headers, body
 
 
@@ -161,7 +194,7 @@ def parity_rows(rows: list[dict]) -> tuple[list, list]:
                ("min cosine", True), ("mean cosine", True), ("max abs diff", True), ("reference spread", True),
                ("status", False)]
     body = [(r["status"], [f"{r['model'].split('/')[-1]} ({r['source']})", r["runtime"], r["precision"],
-                           f"{r['batch']}×{r['seq']}", _fmt(r["min_cosine"], ".6f"), _fmt(r["mean_cosine"], ".6f"),
+                           _shape(r), _fmt(r["min_cosine"], ".6f"), _fmt(r["mean_cosine"], ".6f"),
                            _fmt(r["max_abs_diff"], ".2e"), _fmt(r.get("reference_spread"), ".3f"), r["status"]])
             for r in rows
             if r["min_cosine"] is not None or (r["status"] == "failed" and "parity" in (r["reason"] or ""))]
@@ -169,10 +202,12 @@ def parity_rows(rows: list[dict]) -> tuple[list, list]:
 
 
 def work_rows(rows: list[dict]) -> tuple[list, list]:
+    """Work per cell: per call, or per corpus pass for a throughput cell (marked "per pass")."""
     headers = [("model", False), ("runtime", False), ("batch×seq", False), ("GFLOP per call", True),
                ("weight MB", True), ("FLOPs/byte", True), ("GFLOP/s", True), ("share of peak", True)]
-    body = [(r["status"], [f"{r['model'].split('/')[-1]} ({r['source']})", r["runtime"], f"{r['batch']}×{r['seq']}",
-                           _fmt(r["flops"] / 1e9, ".4f"), _fmt((r.get("weight_bytes") or 0) / 2**20, ".1f"),
+    body = [(r["status"], [f"{r['model'].split('/')[-1]} ({r['source']})", r["runtime"], _shape(r),
+                           _fmt(r["flops"] / 1e9, ".4f") + (" per pass" if r.get("order") else ""),
+                           _fmt((r.get("weight_bytes") or 0) / 2**20, ".1f"),
                            _fmt(r.get("arithmetic_intensity"), ".1f"), _fmt(r.get("gflops"), ".2f"),
                            _fmt(r.get("share_of_peak"), ".1%")])
             for r in rows if r.get("flops") and r["status"] == "ok"]
@@ -201,12 +236,13 @@ def _profile_lines(profile: dict) -> list[str]:
 
 
 def render_html(cells: list[dict], profile: dict | None = None, title: str = "embedperf report") -> str:
-    rows = sorted(enrich([_row(c) for c in cells], profile), key=sort_key)
+    rows = _rows(cells, profile)
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              '<meta name="viewport" content="width=device-width, initial-scale=1">',
              '<link rel="icon" href="data:,">', f"<title>{_e(title)}</title>", f"<style>{STYLE}</style>",
              "</head><body>", f"<h1>{_e(title)}</h1>"]
     parts += [f'<p class="how">{_e(line)}</p>' for line in _setup_lines(rows)]
+    parts += [f'<p class="how">{_e(line)}</p>' for line in run_overhead_lines(cells)]
     parts.append(f'<p class="how">{len(rows)} cell(s); written '
                  f'{_e(dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))}; runs: '
                  f'{_e(", ".join(sorted({r["run_id"] for r in rows})))}</p>')
@@ -214,7 +250,12 @@ def render_html(cells: list[dict], profile: dict | None = None, title: str = "em
         parts.append('<p class="note">No cells.</p></body></html>')
         return "\n".join(parts) + "\n"
 
-    parts += ['<section id="matrix"><h2>Matrix</h2>', _table(*matrix_rows(rows)), "</section>"]
+    parts += ['<section id="matrix"><h2>Matrix</h2>', _table(*matrix_rows(rows))]
+    if any(r.get("flops") for r in rows):
+        parts.append('<p class="how">FLOPs: matmul FLOPs per call (/pass: per corpus pass of a throughput cell); '
+                     'GFLOP/s at the median; share of peak: of the calibrated fp32 matmul peak; stop: the rule that '
+                     'ended the timed loop; disk MB: what the runtime loads from disk.</p>')
+    parts.append("</section>")
     parts += ['<section id="latency"><h2>Latency</h2>',
               _figure("latency-batch", plots.latency_plot(rows, "batch", "latency-batch"),
                       "Latency vs batch: no setup has ok cells at two batch sizes."),
@@ -222,7 +263,25 @@ def render_html(cells: list[dict], profile: dict | None = None, title: str = "em
                       "Latency vs sequence length: no setup has ok cells at two sequence lengths."),
               "</section>"]
     parts += ['<section id="throughput"><h2>Throughput</h2>',
-              _figure("throughput", plots.throughput_plot(rows), "No ok cells with a throughput."), "</section>"]
+              _figure("throughput", plots.throughput_plot(rows),
+                      "No ok latency-scenario cells with a throughput."), "</section>"]
+    headers, body = throughput_rows(rows)
+    if body:
+        parts += ['<section id="throughput-scenario"><h2>Throughput scenario</h2>',
+                  '<p class="how">items/s and tokens/s over whole corpus passes; padded tokens/s counts the padding '
+                  'the model also computes; padding waste = share of the padded tokens that are padding.</p>',
+                  _figure("throughput-scenario", plots.throughput_scenario_plot(rows),
+                          "No ok throughput-scenario cells to draw."),
+                  _table(headers, body), "</section>"]
+    headers, body = multimodal_rows(rows)
+    if body:
+        parts += ['<section id="multimodal"><h2>Multimodal towers</h2>',
+                  '<p class="how">texts/s and images/s at each tower\'s median call; tower ms are model time only; '
+                  'preprocessing (Python, measured apart from the model) is shown separately.</p>']
+        note = zero_shot_note(rows)
+        if note:
+            parts.append(f'<p class="how">{_e(note)}</p>')
+        parts += [_table(headers, body), "</section>"]
     parts += ['<section id="memory"><h2>Memory</h2>',
               _figure("memory", plots.memory_plot(rows), "No ok cells with a peak RSS."), "</section>"]
     headers, body = parity_rows(rows)
@@ -265,17 +324,18 @@ def write_html(cells: list[dict], out: Path, profile: dict | None = None, title:
 
 
 def _md_table(headers, body) -> str:
-    lines = ["| " + " | ".join(h for h, _ in headers) + " |",
-             "|" + "|".join("---:" if num else "---" for _, num in headers) + "|"]
-    lines += ["| " + " | ".join(str(v).replace("|", "\\|") for v in cells) + " |" for _, cells in body]
-    return "\n".join(lines)
+    return md_table(headers, body)
 
 
 def render_markdown(cells: list[dict], profile: dict | None = None) -> str:
-    docs = [c for c in cells if "schema" in c]
-    rows = sorted(enrich([_row(c) for c in cells], profile), key=sort_key)
+    rows = _rows(cells, profile)
     parts = ["# embedperf report", ""]
-    parts.append(table(docs) if len(docs) == len(cells) else _md_table(*matrix_rows(rows)))
+    parts.append(table(rows, with_sections=False).rstrip("\n"))
+    harness = run_overhead_lines(cells)
+    if harness:
+        parts += [""] + harness
+    parts.append("")
+    parts += sections(rows)
     headers, body = parity_rows(rows)
     parts += ["## Parity with the PyTorch fp32 eager reference", "",
               _md_table(headers, body) if body else "_no parity figures_", ""]

@@ -12,7 +12,7 @@ import math
 import re
 from collections import defaultdict
 
-from embedperf.report.markdown import RUNTIME_ORDER
+from embedperf.report.markdown import CORPUS_ORDER, MODALITY_ORDER, RUNTIME_ORDER, multimodal_models
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
@@ -61,23 +61,36 @@ def _ok(rows):
     return [r for r in rows if r["status"] == "ok" and r["median_ms"] is not None]
 
 
+def _latency(rows):
+    """The latency-scenario rows (a throughput cell's calls differ in shape by design: it has its own figure)."""
+    return [r for r in rows if not r.get("order")]
+
+
 def _groups(rows):
-    """Rows by (model, source, precision, device, threads): one setup per panel."""
+    """Rows by (model, source, precision, device, threads, tower, scenario): one setup per panel."""
     out = defaultdict(list)
     for r in rows:
-        out[(r["model"], r["source"], r["precision"], r["device"], r["threads"])].append(r)
-    return dict(sorted(out.items(), key=lambda kv: tuple(str(x) for x in kv[0])))
+        out[(r["model"], r["source"], r["precision"], r["device"], r["threads"], r.get("modality") or "text",
+             r.get("scenario") or "latency")].append(r)
+    return dict(sorted(out.items(), key=lambda kv: (tuple(str(x) for x in kv[0][:5]),
+                                                    MODALITY_ORDER.get(kv[0][5], 9), kv[0][6] != "latency")))
 
 
-def _title(key) -> str:
-    model, source, precision, device, threads = key
-    return f"{model.split('/')[-1]} ({source}), {precision}, {device}, {threads} thr"
+def _title(key, multimodal: set[str] = frozenset()) -> str:
+    model, source, precision, device, threads, modality, scenario = key
+    text = f"{model.split('/')[-1]} ({source}), {precision}, {device}, {threads} thr"
+    if model in multimodal or modality != "text":
+        text += f", {modality} tower"
+    if scenario != "latency":
+        text += f", {scenario}"
+    return text
 
 
 def _panels(plt, n: int, width: float = 5.2, height: float = 3.4):
     cols = min(n, 2)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    # constrained layout keeps one row's tick labels clear of the next row's titles
+    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
         ax.set_visible(False)
@@ -88,12 +101,14 @@ def latency_plot(rows: list[dict], x: str, name: str) -> str | None:
     """Median latency (with its 95% CI) against batch (x="batch") or seq (x="seq"), log–log, a line per runtime
     and per value of the other dimension; None when no setup has two values of x."""
     other = "seq" if x == "batch" else "batch"
-    groups = {k: v for k, v in _groups(_ok(rows)).items() if len({r[x] for r in v}) >= 2}
+    rows = _latency(_ok(rows))
+    groups = {k: v for k, v in _groups(rows).items() if len({r[x] for r in v}) >= 2}
     if not groups:
         return None
+    multimodal = multimodal_models(rows)
     plt = _plt()
     fig, axes = _panels(plt, len(groups))
-    runtimes = runtime_order(r["runtime"] for r in _ok(rows))
+    runtimes = runtime_order(r["runtime"] for r in rows)
     for ax, (key, group) in zip(axes, groups.items()):
         others = sorted({r[other] for r in group})
         for rt in runtime_order(r["runtime"] for r in group):
@@ -115,73 +130,90 @@ def latency_plot(rows: list[dict], x: str, name: str) -> str | None:
         ax.minorticks_off()
         ax.set_xlabel(f"{x} (log)")
         ax.set_ylabel("median latency, ms (log)")
-        ax.set_title(_title(key))
+        ax.set_title(_title(key, multimodal))
         ax.legend(fontsize=7)
     fig.suptitle(f"Latency vs {x}: median, 95% bootstrap CI")
     return to_svg(fig, name)
 
 
 def throughput_plot(rows: list[dict], name: str = "throughput") -> str | None:
-    """Items per second at the median call time, bars per runtime grouped by shape."""
-    return _bars(rows, "items_per_s", "items/s", "Throughput (rows embedded per second, at the median)", name)
+    """Latency-scenario items per second at the median call time (images/s for an image tower), bars per runtime
+    grouped by shape."""
+    return _bars(_latency(rows), "items_per_s", "items/s", "Throughput (rows embedded per second, at the median)",
+                 name, lambda r: (r["batch"], r["seq"], r.get("shape") or f"{r['batch']}×{r['seq']}"),
+                 lambda c: c[2], "batch × seq")
 
 
-def _bars(rows, field, ylabel, title, name) -> str | None:
+def throughput_scenario_plot(rows: list[dict], name: str = "throughput-scenario") -> str | None:
+    """Throughput-scenario items per second over whole corpus passes, bars per runtime, sorted vs unsorted feed."""
+    return _bars([r for r in rows if r.get("order")], "items_per_s", "items/s",
+                 "Throughput scenario (corpus items per second over whole passes, sorted vs unsorted)", name,
+                 lambda r: (r["batch"], CORPUS_ORDER.get(r["order"], 9), r["order"]), lambda c: f"b{c[0]}\n{c[2]}",
+                 "batch, corpus order")
+
+
+def _bars(rows, field, ylabel, title, name, category, label, xlabel) -> str | None:
+    """Bars of `field` per runtime, grouped on the x axis by category(row) (labelled label(category))."""
     rows = [r for r in _ok(rows) if r.get(field) is not None and not r["runtime"].startswith("null")]
     groups = _groups(rows)
     if not groups:
         return None
+    multimodal = multimodal_models(rows)
     plt = _plt()
     fig, axes = _panels(plt, len(groups), width=6.0)
     runtimes = runtime_order(r["runtime"] for r in rows)
     for ax, (key, group) in zip(axes, groups.items()):
-        shapes = sorted({(r["batch"], r["seq"]) for r in group})
+        cats = sorted({category(r) for r in group})
         rts = runtime_order(r["runtime"] for r in group)
         width = 0.8 / len(rts)
         values = []
         for j, rt in enumerate(rts):
             xs, ys = [], []
-            for i, shape in enumerate(shapes):
-                hit = [r[field] for r in group if r["runtime"] == rt and (r["batch"], r["seq"]) == shape]
+            for i, cat in enumerate(cats):
+                hit = [r[field] for r in group if r["runtime"] == rt and category(r) == cat]
                 if hit:
                     xs.append(i - 0.4 + width * (j + 0.5))
                     ys.append(hit[0])
             values += ys
             ax.bar(xs, ys, width=width, color=color_of(rt, runtimes), label=rt)
-        ax.set_xticks(range(len(shapes)), [f"{b}×{s}" for b, s in shapes])
-        ax.set_xlabel("batch × seq")
+        ax.set_xticks(range(len(cats)), [label(c) for c in cats])
+        ax.set_xlabel(xlabel)
         if values and min(values) > 0 and max(values) / min(values) > 100:
             ax.set_yscale("log")
             ylabel_ = f"{ylabel} (log)"
         else:
             ylabel_ = ylabel
         ax.set_ylabel(ylabel_)
-        ax.set_title(_title(key))
+        ax.set_title(_title(key, multimodal))
         ax.legend(fontsize=7)
     fig.suptitle(title)
     return to_svg(fig, name)
 
 
 def memory_plot(rows: list[dict], name: str = "memory") -> str | None:
-    """Peak RSS of each runner process (its largest over the shapes) and the timed loop's own peak."""
+    """Peak RSS of each runner process (its largest over the shapes), the timed loop's own peak, and the size on
+    disk of what the runtime loads."""
     rows = [r for r in _ok(rows) if r.get("peak_rss_mb") is not None]
     groups = _groups(rows)
     if not groups:
         return None
+    multimodal = multimodal_models(rows)
     plt = _plt()
     fig, axes = _panels(plt, len(groups), width=6.0)
     for ax, (key, group) in zip(axes, groups.items()):
         rts = runtime_order(r["runtime"] for r in group)
         peak = [max(r["peak_rss_mb"] for r in group if r["runtime"] == rt) for rt in rts]
         loop = [max((r["loop_peak_rss_mb"] or 0) for r in group if r["runtime"] == rt) for rt in rts]
+        disk = [max((r.get("size_on_disk_bytes") or 0) for r in group if r["runtime"] == rt) / 2**20 for rt in rts]
         xs = list(range(len(rts)))
-        ax.bar([x - 0.2 for x in xs], peak, width=0.4, color="#1f77b4", label="peak RSS (process)")
-        ax.bar([x + 0.2 for x in xs], loop, width=0.4, color="#ff7f0e", label="peak RSS (timed loop)")
+        ax.bar([x - 0.27 for x in xs], peak, width=0.27, color="#1f77b4", label="peak RSS (process)")
+        ax.bar(xs, loop, width=0.27, color="#ff7f0e", label="peak RSS (timed loop)")
+        ax.bar([x + 0.27 for x in xs], disk, width=0.27, color="#2ca02c", label="size on disk (loaded files)")
         ax.set_xticks(xs, rts, rotation=20, ha="right")
         ax.set_ylabel("MB")
-        ax.set_title(_title(key))
+        ax.set_title(_title(key, multimodal))
         ax.legend(fontsize=7)
-    fig.suptitle("Memory: peak resident set size (VmHWM)")
+    fig.suptitle("Memory: peak resident set size (VmHWM) and size on disk")
     return to_svg(fig, name)
 
 

@@ -1,6 +1,6 @@
 """Compare two sets of cell documents (A = baseline, B = candidate): median ratio B/A with a bootstrap CI.
 
-A pair of cells matches on (model, source, runtime, precision, device, scenario, batch, seq,
+A pair of cells matches on (model, source, runtime, precision, device, scenario, modality, order, batch, seq,
 truncate_dim). The ratio is median(B) / median(A) of the kept raw samples; its 95% interval
 resamples both sides (`measure.stats.ratio_ci`). A change is *significant* only when that whole
 interval lies outside [1 − threshold, 1 + threshold]: a difference smaller than the threshold, or one
@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from embedperf.measure.stats import ratio_ci
 
-KEY_FIELDS = ("model", "source", "runtime", "precision", "device", "scenario", "batch", "seq", "truncate_dim")
+KEY_FIELDS = ("model", "source", "runtime", "precision", "device", "scenario", "modality", "order", "batch", "seq",
+              "truncate_dim")
 
 
 def cell_key(doc: dict) -> tuple:

@@ -10,9 +10,13 @@ CELL_SCHEMA = "embedperf/cell/1"
 
 
 def cell_id(model_slug: str, source: str, runtime: str, precision: str, device: str, scenario: str,
-            batch: int, seq: int, truncate_dim: int | None = None) -> str:
-    """A file-safe name that is unique per cell of a run."""
-    parts = [model_slug, source, runtime, precision, device, scenario, f"b{batch}", f"s{seq}"]
+            batch: int, seq: int, truncate_dim: int | None = None, modality: str | None = None,
+            order: str | None = None) -> str:
+    """A file-safe name that is unique per cell of a run (towers and corpus orders are their own cells)."""
+    parts = [model_slug, source, runtime, precision, device, scenario]
+    if modality:
+        parts.append(modality)
+    parts += [f"b{batch}", order if order else f"s{seq}"]
     if truncate_dim:
         parts.append(f"d{truncate_dim}")
     return re.sub(r"[^A-Za-z0-9._-]", "-", "__".join(parts))
@@ -64,6 +68,8 @@ def flatten(doc: dict) -> dict:
         "source": spec["source"],
         "weights": doc["model"]["weights"],
         "weights_sha256": doc["model"].get("weights_sha256"),
+        "modality": spec.get("modality", "text"),
+        "order": spec.get("order"),
         "batch": spec["batch"],
         "seq": spec["seq"],
         "truncate_dim": spec.get("truncate_dim"),
@@ -78,6 +84,13 @@ def flatten(doc: dict) -> dict:
         "ci_high_ms": summary.get("ci_high_ms"),
         "n": summary.get("n"),
         "items_per_s": summary.get("items_per_s"),
+        "tokens_per_s": summary.get("tokens_per_s"),
+        "padding_waste": summary.get("padding_waste"),
+        "preprocess_ms_per_image": summary.get("preprocess_ms_per_image"),
+        "stop_rule": summary.get("stop_rule"),
+        "size_on_disk_bytes": doc["model"].get("size_on_disk_bytes"),
+        "gpu_peak_mb": summary.get("gpu_peak_mb"),
+        "zero_shot_max_abs_prob_diff": (doc.get("zero_shot") or {}).get("max_abs_prob_diff"),
         "load_s": summary.get("load_s"),
         "first_call_s": summary.get("first_call_s"),
         "peak_rss_mb": summary.get("peak_rss_mb"),

@@ -12,20 +12,31 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from embedperf.measure.stoprule import CheckSchedule, within
 from embedperf.protocol import PROTOCOL_VERSION, write_json_atomic
+
+
+INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values")
+INPUT_DTYPES = {"input_ids": np.int64, "attention_mask": np.int64, "pixel_values": np.float32}
 
 
 class Engine(Protocol):
     """What a Python runner implements: load once, then embed batches."""
 
-    def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        """One call: embed a batch [B,S] and return float32 [B,D] in host memory."""
+    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """One call: embed one batch and return float32 [rows,D] in host memory.
+
+        `inputs` holds what the workload has, by name: input_ids and attention_mask
+        (int64 [B,S]) for text, pixel_values (float32 [B,3,H,W]) for an image tower.
+        An engine feeds the ones its model declares and fails naming any it lacks.
+        """
 
     def framework(self) -> dict:
         """{name, version, ...extras} of the library that runs the model."""
@@ -35,6 +46,11 @@ class Engine(Protocol):
 
     def settings(self) -> dict:
         """Framework settings actually applied."""
+
+
+def missing_input(name: str, inputs: dict) -> ValueError:
+    """The shape failure for a declared input the workload lacks (docs/protocol.md, Inputs by name)."""
+    return ValueError(f"the model declares input {name!r} but the workload has only {sorted(inputs)}")
 
 
 def vm_hwm_mb() -> float | None:
@@ -66,13 +82,27 @@ def truncate_and_normalize(x: np.ndarray, dim: int) -> np.ndarray:
     return x / np.maximum(norms, 1e-12)
 
 
-def timing_loop(call, timing: dict) -> tuple[float | None, list[int], list[int], str, float, object]:
-    """Warm up, then time calls until min_calls AND min_seconds, or max_seconds, or max_calls.
+@dataclass
+class Loop:
+    """What a timing loop measured."""
 
-    Returns first-call seconds, warm-up and loop samples (ns), the stop rule,
-    loop seconds and the last output.
+    first_call_s: float | None
+    warmup_ns: list[int]
+    samples_ns: list[int]
+    stop_rule: str
+    loop_s: float
+    out: object  # the embeddings to write: last call (latency), last full pass in feed order (throughput)
+    ci_checks: int | None = None  # latency with target_ci: how many times the bootstrap ran
+    passes_ns: list[int] = field(default_factory=list)  # throughput: wall time of each full pass
+
+
+def timing_loop(call, timing: dict, clock=time.perf_counter_ns) -> Loop:
+    """Latency scenario: warm up, then time calls of one batch until a stop rule holds.
+
+    Stops once len >= min_calls and elapsed >= min_seconds (min_reached; with
+    timing.target_ci set, only when the stopping rule's CI is within ±target_ci:
+    ci_reached), or elapsed >= max_seconds (time_cap), or after max_calls (call_cap).
     """
-    clock = time.perf_counter_ns
     warmup_ns: list[int] = []
     out = None
     for _ in range(timing["warmup"]):
@@ -85,6 +115,8 @@ def timing_loop(call, timing: dict) -> tuple[float | None, list[int], list[int],
     min_ns = int(timing["min_seconds"] * 1e9)
     max_ns = int(timing["max_seconds"] * 1e9)
     max_calls = timing.get("max_calls") or float("inf")
+    target = timing.get("target_ci")
+    schedule = CheckSchedule(min_calls) if target is not None else None
     samples: list[int] = []
     append = samples.append
     start = clock()
@@ -93,19 +125,137 @@ def timing_loop(call, timing: dict) -> tuple[float | None, list[int], list[int],
         out = call()
         t1 = clock()
         append(t1 - t0)
+        n = len(samples)
         elapsed = t1 - start
-        if len(samples) >= min_calls and elapsed >= min_ns:
-            rule = "min_reached"
-            break
+        if n >= min_calls and elapsed >= min_ns:
+            if schedule is None:
+                rule = "min_reached"
+                break
+            if schedule.due(n):
+                schedule.checked(n)
+                if within(samples, target):
+                    rule = "ci_reached"
+                    break
         if elapsed >= max_ns:
             rule = "time_cap"
             break
-        if len(samples) >= max_calls:
+        if n >= max_calls:
             rule = "call_cap"
             break
+    loop_s = (clock() - start) / 1e9
     if first_call_s is None:
         first_call_s = samples[0] / 1e9
-    return first_call_s, warmup_ns, samples, rule, (clock() - start) / 1e9, out
+    return Loop(first_call_s, warmup_ns, samples, rule, loop_s, out,
+                ci_checks=schedule.checks if schedule else None)
+
+
+def throughput_loop(calls, timing: dict, clock=time.perf_counter_ns) -> Loop:
+    """Throughput scenario: `calls` embed the corpus' K batches in feed order; time full passes.
+
+    Warm-up: timing.warmup calls on batches 0, 1, … (mod K). Then passes over all K
+    batches; every call's time goes into samples_ns and every full pass's wall time into
+    passes_ns. After a call: time_cap once elapsed >= max_seconds, but only when at
+    least one full pass is done (the unfinished pass's samples are dropped, so
+    len(samples_ns) == passes·K). After a full pass: min_reached once elapsed >=
+    min_seconds, else time_cap at max_seconds, else call_cap once max_calls calls are
+    timed. target_ci and min_calls do not apply. `out` is the last full pass's
+    outputs concatenated in feed order.
+    """
+    calls = list(calls)
+    k = len(calls)
+    if not k:
+        raise ValueError("the corpus has no batches")
+    warmup_ns: list[int] = []
+    for i in range(timing["warmup"]):
+        t0 = clock()
+        calls[i % k]()
+        warmup_ns.append(clock() - t0)
+    first_call_s = warmup_ns[0] / 1e9 if warmup_ns else None
+
+    min_ns = int(timing["min_seconds"] * 1e9)
+    max_ns = int(timing["max_seconds"] * 1e9)
+    max_calls = timing.get("max_calls") or float("inf")
+    samples: list[int] = []
+    passes: list[int] = []
+    last_pass: list | None = None
+    rule = None
+    start = clock()
+    while rule is None:
+        outs = []
+        for index, call in enumerate(calls):
+            t0 = clock()
+            if index == 0:
+                pass_start = t0  # a pass: its first call's start to its last call's end
+            outs.append(call())
+            t1 = clock()
+            samples.append(t1 - t0)
+            elapsed = t1 - start
+            if index < k - 1:
+                if passes and elapsed >= max_ns:
+                    del samples[len(passes) * k:]
+                    rule = "time_cap"
+                    break
+                continue
+            passes.append(t1 - pass_start)
+            last_pass = outs
+            if elapsed >= min_ns:
+                rule = "min_reached"
+            elif elapsed >= max_ns:
+                rule = "time_cap"
+            elif len(samples) >= max_calls:
+                rule = "call_cap"
+    loop_s = (clock() - start) / 1e9
+    if first_call_s is None:
+        first_call_s = samples[0] / 1e9
+    return Loop(first_call_s, warmup_ns, samples, rule, loop_s, np.concatenate(last_pass, axis=0),
+                passes_ns=passes)
+
+
+def _inputs(tensors: dict, suffix: str = "") -> dict[str, np.ndarray]:
+    """The model inputs a workload holds, by name, contiguous in their protocol dtype."""
+    return {name: np.ascontiguousarray(tensors[name + suffix], dtype=INPUT_DTYPES[name])
+            for name in INPUT_NAMES if name + suffix in tensors}
+
+
+def latency_inputs(tensors: dict, batch: int, seq: int) -> dict[str, np.ndarray]:
+    """One batch's inputs, checked against the requested shape (image: B == batch and H == seq)."""
+    inputs = _inputs(tensors)
+    if "pixel_values" in inputs:
+        pixels = inputs["pixel_values"]
+        if pixels.ndim != 4 or pixels.shape[0] != batch or pixels.shape[2] != seq:
+            raise ValueError(f"workload pixel_values {pixels.shape} != requested [{batch},3,{seq},W]")
+    elif "input_ids" in inputs:
+        if inputs["input_ids"].shape != (batch, seq):
+            raise ValueError(f"workload shape {inputs['input_ids'].shape} != requested {(batch, seq)}")
+    else:
+        raise ValueError(f"workload has neither input_ids nor pixel_values (it holds {sorted(tensors)})")
+    for name, array in inputs.items():
+        if array.shape[0] != batch:
+            raise ValueError(f"workload {name} {array.shape} has not {batch} rows")
+    return inputs
+
+
+def corpus_inputs(tensors: dict, batch: int, seq: int) -> tuple[list[dict[str, np.ndarray]], int]:
+    """The corpus' batches in feed order, each checked against `batches` and [batch, seq]; and its rows."""
+    if "batches" not in tensors:
+        raise ValueError(f"throughput workload has no 'batches' tensor (it holds {sorted(tensors)[:8]})")
+    shapes = np.asarray(tensors["batches"], dtype=np.int64).reshape(-1, 2)
+    feeds = []
+    for k, (rows, width) in enumerate(shapes.tolist()):
+        inputs = _inputs(tensors, f".{k}")
+        if not inputs:
+            raise ValueError(f"corpus batch {k} has no inputs (no input_ids.{k})")
+        for name, array in inputs.items():
+            fits = array.shape[:1] == (rows,) if name == "pixel_values" else array.shape == (rows, width)
+            if not fits:
+                raise ValueError(f"corpus {name}.{k} {array.shape} != batches[{k}] {(rows, width)}")
+        if rows > batch or width > seq:
+            raise ValueError(f"corpus batch {k} [{rows},{width}] exceeds the requested [{batch},{seq}]")
+        feeds.append(inputs)
+    items = int(shapes[:, 0].sum())
+    if "order" in tensors and len(tensors["order"]) != items:
+        raise ValueError(f"corpus order has {len(tensors['order'])} rows, its batches {items}")
+    return feeds, items
 
 
 def _parse_args(argv=None) -> argparse.Namespace:
@@ -153,35 +303,40 @@ def run(name: str, load, argv=None) -> int:
     write_json_atomic(args.result, result)
 
     truncate = request["model"].get("truncate_dim")
+    timing = request["timing"]
     for index, shape in enumerate(request["shapes"]):
-        entry = {"batch": shape["batch"], "seq": shape["seq"], "status": "ok", "error": None}
+        scenario = shape.get("scenario") or "latency"
+        entry = {"batch": shape["batch"], "seq": shape["seq"], "status": "ok", "error": None, "scenario": scenario}
         try:
             before_shape = getattr(engine, "before_shape", None)
             if before_shape:
                 before_shape(index, shape)
             tensors = load_file(shape["workload"])
-            ids = np.ascontiguousarray(tensors["input_ids"], dtype=np.int64)
-            mask = np.ascontiguousarray(tensors["attention_mask"], dtype=np.int64)
-            if ids.shape != (shape["batch"], shape["seq"]):
-                raise ValueError(f"workload shape {ids.shape} != requested {(shape['batch'], shape['seq'])}")
-
-            if truncate:
-                def call():
-                    return truncate_and_normalize(engine.embed(ids, mask), truncate)
+            if scenario == "throughput":
+                feeds, items = corpus_inputs(tensors, shape["batch"], shape["seq"])
             else:
-                def call():
-                    return engine.embed(ids, mask)
+                feeds, items = [latency_inputs(tensors, shape["batch"], shape["seq"])], None
+            del tensors
+            calls = [_make_call(engine, inputs, truncate) for inputs in feeds]
 
             peak = max(filter(None, [peak, vm_hwm_mb()]), default=None)
             reset_hwm()
-            first, warm, samples, rule, loop_s, out = timing_loop(call, request["timing"])
+            if scenario == "throughput":
+                loop = throughput_loop(calls, timing)
+            else:
+                loop = timing_loop(calls[0], timing)
             loop_peak = vm_hwm_mb()
             peak = max(filter(None, [peak, loop_peak]), default=None)
-            save_file({"sentence_embedding": np.ascontiguousarray(out, dtype=np.float32)}, shape["embeddings"])
+            save_file({"sentence_embedding": np.ascontiguousarray(loop.out, dtype=np.float32)}, shape["embeddings"])
             entry.update(
-                first_call_s=first, warmup_ns=warm, samples_ns=samples, stop_rule=rule, loop_s=loop_s,
-                peak_rss_mb=peak, loop_peak_rss_mb=loop_peak, embeddings=shape["embeddings"],
+                first_call_s=loop.first_call_s, warmup_ns=loop.warmup_ns, samples_ns=loop.samples_ns,
+                stop_rule=loop.stop_rule, loop_s=loop.loop_s, peak_rss_mb=peak, loop_peak_rss_mb=loop_peak,
+                embeddings=shape["embeddings"],
             )
+            if scenario == "throughput":
+                entry.update(passes_ns=loop.passes_ns, items=items, target_ci=None, ci_checks=None)
+            else:
+                entry.update(target_ci=timing.get("target_ci"), ci_checks=loop.ci_checks)
         except MemoryError:
             entry.update(status="failed", error="out of memory (MemoryError)")
         except Exception as e:
@@ -191,6 +346,18 @@ def run(name: str, load, argv=None) -> int:
         result["peak_rss_mb"] = peak
         write_json_atomic(args.result, result)
     return 0
+
+
+def _make_call(engine, inputs: dict, truncate: int | None):
+    """One call on one batch: the engine's embed, then Matryoshka truncation inside the call."""
+    embed = engine.embed
+    if truncate:
+        def call():
+            return truncate_and_normalize(embed(inputs), truncate)
+    else:
+        def call():
+            return embed(inputs)
+    return call
 
 
 def main(name: str, load) -> None:

@@ -31,6 +31,8 @@ class Outcome:
     over_memory: bool
     log: Path
     wall_s: float
+    gpu_peak_mb: float | None = None  # NVML, when the device is CUDA (see _GpuWatch)
+    gpu_memory_note: str | None = None
 
     def why(self) -> str:
         """One line saying why shapes are missing from the result."""
@@ -94,6 +96,54 @@ class _MemoryGuard(threading.Thread):
                 return
 
 
+class _GpuWatch(threading.Thread):
+    """Peak GPU memory of the runner through NVML (nvidia-ml-py), polled while it runs.
+
+    The runner's own usage when NVML lists its pid; inside a container, where pids differ from the
+    host's, the growth of the device's used memory over its level at start instead (the note says which).
+    """
+
+    def __init__(self, proc: subprocess.Popen, period_s: float = 0.1):
+        super().__init__(daemon=True)
+        self.proc, self.period_s = proc, period_s
+        self.stop = threading.Event()
+        self.peak_mb: float | None = None
+        self.note: str | None = None
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            self.nvml = pynvml
+            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
+            self.baseline = sum(pynvml.nvmlDeviceGetMemoryInfo(h).used for h in self.handles)
+        except Exception as e:  # no NVML, no driver: say so in the cell, measure nothing
+            self.nvml = None
+            self.note = f"GPU memory not measured: NVML unavailable ({type(e).__name__}: {e})".splitlines()[0]
+
+    def sample(self) -> None:
+        own = 0
+        for h in self.handles:
+            for p in self.nvml.nvmlDeviceGetComputeRunningProcesses(h):
+                if p.pid == self.proc.pid and p.usedGpuMemory:
+                    own += p.usedGpuMemory
+        if own:
+            value, self.note = own / 2**20, "NVML, the runner process's own memory"
+        else:
+            used = sum(self.nvml.nvmlDeviceGetMemoryInfo(h).used for h in self.handles)
+            value = max(0, used - self.baseline) / 2**20
+            self.note = self.note or "NVML, growth of the device's used memory while the runner ran"
+        self.peak_mb = max(self.peak_mb or 0.0, value)
+
+    def run(self) -> None:
+        if self.nvml is None:
+            return
+        while not self.stop.wait(self.period_s):
+            try:
+                self.sample()
+            except Exception:  # the process may be gone between two calls
+                pass
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
@@ -131,7 +181,7 @@ def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
 
 
 def launch(runtime: Runtime, request: dict, workdir: Path, tag: str, timeout_s: float,
-           memory_limit_mb: float | None, env: dict[str, str]) -> Outcome:
+           memory_limit_mb: float | None, env: dict[str, str], gpu: bool = False) -> Outcome:
     """Write the request, start the runner, wait for it, read what it wrote."""
     workdir.mkdir(parents=True, exist_ok=True)
     req_path = workdir / f"{tag}.request.json"
@@ -147,6 +197,9 @@ def launch(runtime: Runtime, request: dict, workdir: Path, tag: str, timeout_s: 
         guard = _MemoryGuard(proc, memory_limit_mb) if memory_limit_mb else None
         if guard:
             guard.start()
+        watch = _GpuWatch(proc) if gpu else None
+        if watch:
+            watch.start()
         exited = _wait(proc, timeout_s)
         if not exited:
             _kill_group(proc)
@@ -156,6 +209,9 @@ def launch(runtime: Runtime, request: dict, workdir: Path, tag: str, timeout_s: 
         if guard:
             guard.stop.set()
             guard.join()
+        if watch:
+            watch.stop.set()
+            watch.join()
     result = None
     if res_path.exists():
         try:
@@ -163,4 +219,5 @@ def launch(runtime: Runtime, request: dict, workdir: Path, tag: str, timeout_s: 
         except json.JSONDecodeError:
             result = None
     return Outcome(result=result, returncode=proc.returncode, timed_out=not exited,
-                   over_memory=bool(guard and guard.tripped), log=log_path, wall_s=time.perf_counter() - t0)
+                   over_memory=bool(guard and guard.tripped), log=log_path, wall_s=time.perf_counter() - t0,
+                   gpu_peak_mb=watch.peak_mb if watch else None, gpu_memory_note=watch.note if watch else None)

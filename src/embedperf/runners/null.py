@@ -17,10 +17,10 @@ class NullEngine:
         self.requested = request["device"]
         self.dim = request["model"]["output_dim"]
         self.fault = request.get("fault") or None
-        self.out = None
+        self.out: dict[int, np.ndarray] = {}  # rows -> preallocated zeros
 
     def before_shape(self, index: int, shape: dict) -> None:
-        self.out = np.zeros((shape["batch"], self.dim), dtype=np.float32)
+        self.out = {shape["batch"]: np.zeros((shape["batch"], self.dim), dtype=np.float32)}
         if not self.fault or self.fault.get("at_shape", 0) != index:
             return
         kind = self.fault["kind"]
@@ -36,8 +36,13 @@ class NullEngine:
             while True:  # touch every page so the memory is really resident
                 hoard.append(np.ones(16 << 20, dtype=np.float32))
 
-    def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.out
+    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """Zeros [rows, output_dim] for any workload kind (text, image, a corpus batch)."""
+        rows = next(iter(inputs.values())).shape[0]
+        out = self.out.get(rows)
+        if out is None:  # a corpus batch of a new row count: allocated once, in warm-up or the first pass
+            out = self.out[rows] = np.zeros((rows, self.dim), dtype=np.float32)
+        return out
 
     def framework(self) -> dict:
         return {"name": "none", "version": None}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from embedperf.runners.harness import main
+from embedperf.runners.harness import main, missing_input
 
 LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -54,9 +54,14 @@ class OrtEngine:
                         "allow_spinning": spin == "1"}
         self.session = ort.InferenceSession(request["artifact"]["path"], sess_options=so, providers=providers)
         self.output = self.session.get_outputs()[0].name
+        self.inputs = [i.name for i in self.session.get_inputs()]  # feed exactly what the graph declares
 
-    def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output], {"input_ids": input_ids, "attention_mask": attention_mask})[0]
+    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        try:
+            feed = {name: inputs[name] for name in self.inputs}
+        except KeyError as e:
+            raise missing_input(e.args[0], inputs) from None
+        return self.session.run([self.output], feed)[0]
 
     def framework(self) -> dict:
         lib = library_path()

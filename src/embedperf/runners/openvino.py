@@ -5,9 +5,15 @@ from __future__ import annotations
 import numpy as np
 import openvino as ov
 
-from embedperf.runners.harness import main
+from embedperf.runners.harness import INPUT_NAMES, main, missing_input
 
 PRECISION = {"fp32": "f32", "fp16": "f16", "bf16": "bf16"}
+
+
+def _input_name(port) -> str:
+    """A compiled input's name: the protocol name among its tensor names, else any of them."""
+    names = port.get_names()
+    return next((n for n in INPUT_NAMES if n in names), None) or port.get_any_name()
 
 
 class OpenVinoEngine:
@@ -28,10 +34,15 @@ class OpenVinoEngine:
         self.compiled = core.compile_model(model, "CPU", self.config)
         self.request = self.compiled.create_infer_request()
         self.output = self.compiled.output(0)
+        self.inputs = [_input_name(port) for port in self.compiled.inputs]  # feed exactly what the graph declares
         self.applied = {k: str(self.compiled.get_property(k)) for k in self.config}
 
-    def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        result = self.request.infer({"input_ids": input_ids, "attention_mask": attention_mask})
+    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        try:
+            feed = {name: inputs[name] for name in self.inputs}
+        except KeyError as e:
+            raise missing_input(e.args[0], inputs) from None
+        result = self.request.infer(feed)
         return np.array(result[self.output], copy=True)
 
     def framework(self) -> dict:

@@ -27,18 +27,20 @@ class TorchEngine:
             raise RuntimeError("device cuda requested but torch.cuda.is_available() is False")
         artifact = request["artifact"]
         self.attention = artifact.get("attention") or "sdpa"
-        self.model = load_reference(Path(artifact["path"]), attention=self.attention, device=str(self.dev))
+        extra = {"modality": request["model"]["modality"]} if request["model"].get("modality") else {}
+        self.model = load_reference(Path(artifact["path"]), attention=self.attention, device=str(self.dev), **extra)
         dtype = DTYPES[request["precision"]]
         if dtype != torch.float32:
             self.model = self.model.to(dtype)
         self.dtype = dtype
         self.sync = torch.cuda.synchronize if self.dev.type == "cuda" else (lambda: None)
 
-    def embed(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
         with torch.inference_mode():
-            ids = torch.from_numpy(input_ids).to(self.dev)
-            mask = torch.from_numpy(attention_mask).to(self.dev)
-            out = self.model(ids, mask)
+            # ids and masks stay int64; pixels take the model's dtype (fp16/bf16 runs)
+            tensors = {name: torch.from_numpy(array).to(self.dev, dtype=self.dtype if array.dtype.kind == "f" else None)
+                       for name, array in inputs.items()}
+            out = self.model(**tensors)
             # .cpu() waits for the device; the explicit sync keeps that true if the copy ever becomes async
             self.sync()
             return out.float().cpu().numpy()

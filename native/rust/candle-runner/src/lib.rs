@@ -14,6 +14,9 @@
 //! - `qwen3`: same own encoder — candle-transformers' qwen3 builds a causal mask
 //!   without a padding mask (batched right-padded input would differ) and keeps a
 //!   KV cache we do not need.
+//! - `clip`, `siglip` (pooling `tower`, text or image per `model.modality`):
+//!   candle-transformers' `clip` / `siglip` stacks built from config.json, with
+//!   the pooling and projection each family defines ([`towers`]).
 
 pub mod config;
 pub mod decoder;
@@ -24,7 +27,9 @@ pub mod masks;
 pub mod model;
 pub mod pooling;
 pub mod rope;
+pub mod towers;
 
+pub use config::Modality;
 pub use model::{EmbeddingModel, Family, ModelSpec, Pooling};
 
 /// Version of the candle-core crate this binary was built against.

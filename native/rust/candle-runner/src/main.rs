@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
-use candle_runner::{device, EmbeddingModel, Family, ModelSpec, Pooling, CANDLE_VERSION};
+use candle_runner::{device, EmbeddingModel, Family, Modality, ModelSpec, Pooling, CANDLE_VERSION};
 use embedperf_protocol::{run, Batch, DeviceInfo, Embeddings, Engine, Framework, Request};
 
 struct CandleEngine {
@@ -56,6 +56,7 @@ impl Engine for CandleEngine {
             pooling: Pooling::parse(&request.model.pooling)?,
             normalize: request.model.normalize,
             dense: request.model.dense.clone().unwrap_or_default(),
+            modality: Modality::parse(request.model.modality.as_deref())?,
         };
         let (dev, used) = device::select(&request.device)?;
         let model = EmbeddingModel::load(Path::new(&request.artifact.path), spec, &dev)
@@ -80,12 +81,19 @@ impl Engine for CandleEngine {
     }
 
     fn embed(&mut self, batch: &Batch) -> anyhow::Result<Embeddings> {
-        let data = self.model.embed(
-            &batch.input_ids,
-            &batch.attention_mask,
-            batch.batch,
-            batch.seq,
-        )?;
+        // Inputs by name (docs/protocol.md): an image tower takes pixel_values only,
+        // a text tower input_ids (+ attention_mask); a workload without them fails.
+        let data = match (self.model.image_shape(), batch.image) {
+            (Some(_), Some(chw)) => self.model.embed_image(&batch.pixel_values, batch.batch, chw)?,
+            (Some(_), None) => bail!("the image tower takes pixel_values, the workload has none"),
+            (None, Some(_)) => bail!("the text model takes input_ids, the workload has none (pixel_values only)"),
+            (None, None) => self.model.embed(
+                &batch.input_ids,
+                &batch.attention_mask,
+                batch.batch,
+                batch.seq,
+            )?,
+        };
         Ok(Embeddings {
             rows: batch.batch,
             dim: self.output_dim,

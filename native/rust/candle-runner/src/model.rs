@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use crate::decoder::Decoder;
 use crate::encoders::{Bert, XlmRoberta};
+use crate::config::Modality;
 use crate::masks::{attention_bias, device_bias};
+use crate::towers::{Tower, TowerFamily};
 use crate::{config, pooling};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +21,8 @@ pub enum Family {
     Gemma3,
     Qwen3,
     XlmRoberta,
+    Clip,
+    Siglip,
 }
 
 impl Family {
@@ -28,8 +32,21 @@ impl Family {
             "gemma3" => Family::Gemma3,
             "qwen3" => Family::Qwen3,
             "xlm-roberta" => Family::XlmRoberta,
-            other => bail!("unsupported model family {other:?} (bert, gemma3, qwen3, xlm-roberta)"),
+            "clip" => Family::Clip,
+            "siglip" => Family::Siglip,
+            other => bail!(
+                "unsupported model family {other:?} (bert, gemma3, qwen3, xlm-roberta, clip, siglip)"
+            ),
         })
+    }
+
+    /// The two-tower multimodal families (pooling `tower`).
+    pub fn tower(self) -> Option<TowerFamily> {
+        match self {
+            Family::Clip => Some(TowerFamily::Clip),
+            Family::Siglip => Some(TowerFamily::Siglip),
+            _ => None,
+        }
     }
 }
 
@@ -38,6 +55,8 @@ pub enum Pooling {
     Mean,
     Cls,
     Last,
+    /// The multimodal tower's own pooling and projection (docs/protocol.md, Towers).
+    Tower,
 }
 
 impl Pooling {
@@ -46,7 +65,8 @@ impl Pooling {
             "mean" => Pooling::Mean,
             "cls" => Pooling::Cls,
             "last" => Pooling::Last,
-            other => bail!("unsupported pooling {other:?} (mean, cls, last)"),
+            "tower" => Pooling::Tower,
+            other => bail!("unsupported pooling {other:?} (mean, cls, last, tower)"),
         })
     }
 }
@@ -59,12 +79,15 @@ pub struct ModelSpec {
     pub normalize: bool,
     /// Tensor names in heads.safetensors, applied in order after pooling.
     pub dense: Vec<String>,
+    /// Which tower of a multimodal family runs (`text` for the text families).
+    pub modality: Modality,
 }
 
 enum Backbone {
     Bert(Bert),
     Xlmr(XlmRoberta),
     Decoder(Decoder),
+    Tower(Tower),
 }
 
 pub struct EmbeddingModel {
@@ -130,12 +153,38 @@ impl EmbeddingModel {
         // SAFETY: the weight files are memory-mapped read-only for the load only;
         // the tensors are copied out (converted to f32) before the map is dropped.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
-        let hidden_size = config
-            .get("hidden_size")
-            .and_then(Value::as_u64)
-            .context("config.json without hidden_size")? as usize;
+
+        match (spec.family.tower(), spec.pooling) {
+            (Some(_), Pooling::Tower) | (None, Pooling::Mean | Pooling::Cls | Pooling::Last) => {}
+            (Some(_), p) => bail!(
+                "family {:?} takes pooling \"tower\" (its own pooling and projection), not {p:?}",
+                spec.family
+            ),
+            (None, _) => bail!(
+                "pooling \"tower\" is for the multimodal families (clip, siglip), not {:?}",
+                spec.family
+            ),
+        }
+        if spec.modality == Modality::Image && spec.family.tower().is_none() {
+            bail!("family {:?} has no image tower", spec.family);
+        }
+
+        // Width of what pooling gives: the tower's projection, else hidden_size.
+        let hidden_size = match spec.family.tower() {
+            Some(_) => 0, // set from the tower below
+            None => config
+                .get("hidden_size")
+                .and_then(Value::as_u64)
+                .context("config.json without hidden_size")? as usize,
+        };
 
         let backbone = match spec.family {
+            Family::Clip | Family::Siglip => Backbone::Tower(Tower::load(
+                spec.family.tower().unwrap(),
+                spec.modality,
+                &config,
+                vb,
+            )?),
             Family::Bert => Backbone::Bert(Bert::load(&config, vb)?),
             Family::XlmRoberta => Backbone::Xlmr(XlmRoberta::load(&config, vb)?),
             Family::Gemma3 | Family::Qwen3 => {
@@ -153,6 +202,10 @@ impl EmbeddingModel {
                 };
                 Backbone::Decoder(Decoder::load(cfg, vb)?)
             }
+        };
+        let hidden_size = match &backbone {
+            Backbone::Tower(t) => t.output_dim(),
+            _ => hidden_size,
         };
 
         let mut heads = Vec::new();
@@ -256,7 +309,40 @@ impl EmbeddingModel {
                 }
                 Ok(m.forward(&ids, batch, seq, &biases, &self.rope_cache[&seq])?)
             }
+            Backbone::Tower(_) => bail!(
+                "a multimodal tower gives pooled embeddings, not hidden states (use embed)"
+            ),
         }
+    }
+
+    /// The image tower's input [C, H, W], `None` for text models.
+    pub fn image_shape(&self) -> Option<[usize; 3]> {
+        match &self.backbone {
+            Backbone::Tower(t) if t.modality() == Modality::Image => Some(t.image_shape()),
+            _ => None,
+        }
+    }
+
+    /// Dense heads, normalisation, copy to the host.
+    fn finish(&self, mut x: Tensor) -> Result<Vec<f32>> {
+        for w in &self.heads {
+            x = pooling::dense(&x, w)?;
+        }
+        if self.spec.normalize {
+            x = pooling::l2_normalize(&x)?;
+        }
+        // to_vec copies to the host, which waits for the device.
+        Ok(pooling::to_host(&x)?)
+    }
+
+    /// One call of an image tower: `pixel_values` f32 row-major `[batch, C, H, W]`
+    /// -> embeddings `[batch, output_dim]` row-major on the host.
+    pub fn embed_image(&mut self, pixel_values: &[f32], batch: usize, chw: [usize; 3]) -> Result<Vec<f32>> {
+        let x = match &self.backbone {
+            Backbone::Tower(t) => t.forward_image(pixel_values, batch, chw)?,
+            _ => bail!("family {:?} has no image tower", self.spec.family),
+        };
+        self.finish(x)
     }
 
     /// One call: embeddings `[batch, output_dim]` row-major on the host.
@@ -267,19 +353,17 @@ impl EmbeddingModel {
         batch: usize,
         seq: usize,
     ) -> Result<Vec<f32>> {
+        if let Backbone::Tower(t) = &self.backbone {
+            let x = t.forward_text(input_ids, attention_mask, batch, seq)?;
+            return self.finish(x);
+        }
         let h = self.hidden_states(input_ids, attention_mask, batch, seq)?;
-        let mut x = match self.spec.pooling {
+        let x = match self.spec.pooling {
             Pooling::Mean => pooling::mean(&h, attention_mask)?,
             Pooling::Cls => pooling::cls(&h)?,
             Pooling::Last => pooling::last(&h, attention_mask)?,
+            Pooling::Tower => unreachable!("checked at load"),
         };
-        for w in &self.heads {
-            x = pooling::dense(&x, w)?;
-        }
-        if self.spec.normalize {
-            x = pooling::l2_normalize(&x)?;
-        }
-        // to_vec copies to the host, which waits for the device.
-        Ok(pooling::to_host(&x)?)
+        self.finish(x)
     }
 }

@@ -8,7 +8,13 @@
 //! Session options follow `request.onnxruntime` exactly as the Python runner
 //! applies them (see `docs/protocol.md`): intra/inter-op threads, graph
 //! optimisation level, execution mode, CPU memory arena, spinning.
+//!
+//! Inputs by name (docs/protocol.md): the runner feeds exactly the inputs the
+//! graph declares, taken from the workload by name: `input_ids` and
+//! `attention_mask` as int64 [B,S], `pixel_values` as float32 [B,C,H,W]. A
+//! declared input the workload lacks fails the shape, naming it.
 
+use std::borrow::Cow;
 use std::ffi::{c_int, CStr};
 use std::fmt::Display;
 use std::io::Read;
@@ -18,7 +24,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use embedperf_protocol::{run, Batch, DeviceInfo, Embeddings, Engine, Framework, OrtOptions, Request};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
-use ort::session::Session;
+use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 use ort::AsPointer;
 use serde_json::{json, Map, Value};
@@ -29,10 +35,66 @@ const ORT_CRATE_VERSION: &str = "2.0.0-rc.15";
 
 const INPUT_IDS: &str = "input_ids";
 const ATTENTION_MASK: &str = "attention_mask";
+const PIXEL_VALUES: &str = "pixel_values";
 const OUTPUT: &str = "sentence_embedding";
+
+/// What feeds one declared graph input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Feed {
+    InputIds,
+    AttentionMask,
+    PixelValues,
+    /// A name the workload never holds: every shape fails, naming it.
+    Unknown,
+}
+
+impl Feed {
+    fn of(name: &str) -> Feed {
+        match name {
+            INPUT_IDS => Feed::InputIds,
+            ATTENTION_MASK => Feed::AttentionMask,
+            PIXEL_VALUES => Feed::PixelValues,
+            _ => Feed::Unknown,
+        }
+    }
+}
+
+/// Borrowed tensor views of the declared inputs, in the session's order (no
+/// copy of the workload arrays, as numpy arrays are in Python). Fails naming
+/// the first declared input the batch lacks.
+fn feeds<'a>(inputs: &'a [(String, Feed)], batch: &'a Batch) -> Result<Vec<(Cow<'a, str>, SessionInputValue<'a>)>> {
+    let mut out = Vec::with_capacity(inputs.len());
+    for (name, feed) in inputs {
+        let value: SessionInputValue<'a> = match feed {
+            Feed::InputIds | Feed::AttentionMask if batch.is_image() => {
+                bail!("the model declares input {name:?} but the workload has none (an image workload: pixel_values only)")
+            }
+            Feed::InputIds => {
+                ortc(TensorRef::from_array_view(([batch.batch, batch.seq], &batch.input_ids[..])), INPUT_IDS)?.into()
+            }
+            Feed::AttentionMask => ortc(
+                TensorRef::from_array_view(([batch.batch, batch.seq], &batch.attention_mask[..])),
+                ATTENTION_MASK,
+            )?
+            .into(),
+            Feed::PixelValues => match batch.pixel_shape() {
+                Some(shape) => ortc(TensorRef::from_array_view((shape, &batch.pixel_values[..])), PIXEL_VALUES)?.into(),
+                None => bail!("the model declares input {name:?} but the workload has none (a text workload)"),
+            },
+            Feed::Unknown => bail!(
+                "the model declares input {name:?}, which no workload holds (inputs are taken by name from \
+                 {INPUT_IDS}, {ATTENTION_MASK}, {PIXEL_VALUES})"
+            ),
+        };
+        out.push((Cow::Borrowed(name.as_str()), value));
+    }
+    Ok(out)
+}
 
 struct OrtEngine {
     session: Session,
+    /// The session's declared inputs, in its order, with what feeds each.
+    inputs: Vec<(String, Feed)>,
     framework: Framework,
     device: DeviceInfo,
     settings: Value,
@@ -256,16 +318,13 @@ impl Engine for OrtEngine {
 
         let session = ortc(b.commit_from_file(&model), &format!("loading {}", model.display()))?;
 
-        // The graph must have the contract's inputs and output.
-        let inputs: Vec<String> = session.inputs().iter().map(|o| o.name().to_string()).collect();
+        // Inputs are fed by name, exactly those the graph declares (a name no
+        // workload holds fails each shape, naming it); the output is
+        // sentence_embedding.
+        let inputs: Vec<(String, Feed)> =
+            session.inputs().iter().map(|o| (o.name().to_string(), Feed::of(o.name()))).collect();
         let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
-        for want in [INPUT_IDS, ATTENTION_MASK] {
-            ensure!(inputs.iter().any(|n| n == want), "model has no input {want:?} (inputs: {inputs:?})");
-        }
-        ensure!(
-            inputs.len() == 2,
-            "model has inputs {inputs:?}; the contract allows only input_ids and attention_mask"
-        );
+        ensure!(!inputs.is_empty(), "model declares no inputs");
         ensure!(outputs.iter().any(|n| n == OUTPUT), "model has no output {OUTPUT:?} (outputs: {outputs:?})");
 
         let framework = Framework::new("onnxruntime", Some(version))
@@ -285,11 +344,13 @@ impl Engine for OrtEngine {
             "providers": providers,
             "library_defaults": defaults,
             "model_path": model.display().to_string(),
+            "inputs": inputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             "precision": request.precision,
         });
 
         Ok(OrtEngine {
             session,
+            inputs,
             framework,
             device: DeviceInfo { requested: request.device.clone(), used, provider: Some(provider.to_string()) },
             settings,
@@ -298,14 +359,8 @@ impl Engine for OrtEngine {
     }
 
     fn embed(&mut self, batch: &Batch) -> Result<Embeddings> {
-        let shape = [batch.batch, batch.seq];
-        // Borrowed views on the workload arrays, no copy (as numpy arrays are in Python).
-        let ids = ortc(TensorRef::from_array_view((shape, &batch.input_ids[..])), INPUT_IDS)?;
-        let mask = ortc(TensorRef::from_array_view((shape, &batch.attention_mask[..])), ATTENTION_MASK)?;
-        let outputs = ortc(
-            self.session.run(ort::inputs![INPUT_IDS => ids, ATTENTION_MASK => mask]),
-            "Session::run",
-        )?;
+        let inputs = feeds(&self.inputs, batch)?;
+        let outputs = ortc(self.session.run(inputs), "Session::run")?;
         let (oshape, data) = ortc(outputs[OUTPUT].try_extract_tensor::<f32>(), OUTPUT)?;
         let (rows, dim) = match &oshape[..] {
             [r, d] => (*r as usize, *d as usize),
@@ -360,6 +415,24 @@ mod tests {
             ort::sys::GraphOptimizationLevel::from(GraphOptimizationLevel::All) as i32,
             ort::sys::GraphOptimizationLevel::ORT_ENABLE_ALL as i32
         );
+    }
+
+    #[test]
+    fn inputs_by_name() {
+        assert_eq!(Feed::of("input_ids"), Feed::InputIds);
+        assert_eq!(Feed::of("attention_mask"), Feed::AttentionMask);
+        assert_eq!(Feed::of("pixel_values"), Feed::PixelValues);
+        assert_eq!(Feed::of("token_type_ids"), Feed::Unknown);
+        // A declared input the workload lacks fails, naming it (before any
+        // tensor is made, so no ONNX Runtime library is needed here).
+        let text = Batch::text(1, 2, vec![1, 2], vec![1, 1], vec![2]);
+        let image = Batch::image(1, [3, 2, 2], vec![0.0; 12]);
+        let decl = |n: &str| vec![(n.to_string(), Feed::of(n))];
+        let err = |inputs: Vec<(String, Feed)>, b: &Batch| feeds(&inputs, b).err().expect("must fail").to_string();
+        assert!(err(decl("pixel_values"), &text).contains("\"pixel_values\""));
+        assert!(err(decl("input_ids"), &image).contains("\"input_ids\""));
+        assert!(err(decl("attention_mask"), &image).contains("\"attention_mask\""));
+        assert!(err(decl("token_type_ids"), &text).contains("\"token_type_ids\""));
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The runner harness: CLI, load timing, the timing loop, result writing.
 //!
-//! Follows `docs/protocol.md` ("What a runner does") step by step.
+//! Follows `docs/protocol.md` ("What a runner does") step by step, with the
+//! stopping rule of `timing.target_ci` ([`crate::bootstrap`]) and the
+//! throughput scenario (a corpus timed in full passes).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -10,9 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, Context, Result};
 use clap::Parser;
 
+use crate::bootstrap;
 use crate::memory;
 use crate::types::*;
-use crate::workload::{read_workload, write_embeddings, Batch, Embeddings};
+use crate::workload::{read_corpus, read_workload, write_embeddings, Batch, Embeddings};
 
 /// What a runner implements; [`run`] does everything else.
 pub trait Engine: Sized {
@@ -142,16 +145,24 @@ pub fn run_with_paths<E: Engine>(runner_name: &str, request_path: &Path, result_
     let mut write_ok = report(write_result(result_path, &result));
 
     // 4. Every shape, in order; a failure marks the shape and we go on.
-    let truncate = request.model.truncate_dim;
-    let expected_dim = truncate.map_or(request.model.output_dim, |t| t.min(request.model.output_dim));
+    let expected_dim = request.model.truncate_dim.map_or(request.model.output_dim, |t| t.min(request.model.output_dim));
     for (index, spec) in request.shapes.iter().enumerate() {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            run_shape(&mut engine, index, spec, &request.timing, truncate, expected_dim, &mut peak)
+            if spec.is_throughput() {
+                run_throughput_shape(&mut engine, index, spec, &request, expected_dim, &mut peak)
+            } else {
+                run_latency_shape(&mut engine, index, spec, &request, expected_dim, &mut peak)
+            }
         }));
         let shape = match flatten_panic(outcome) {
             Ok(s) => s,
             Err(e) => {
-                eprintln!("{runner_name}: shape {index} [{}x{}] failed: {e:#}", spec.batch, spec.seq);
+                eprintln!(
+                    "{runner_name}: shape {index} [{}x{}] ({}) failed: {e:#}",
+                    spec.batch,
+                    spec.seq,
+                    spec.scenario()
+                );
                 peak = max_opt(peak, memory::vm_hwm_mib());
                 let mut s = ShapeResult::failed(spec, format!("{e:#}"));
                 s.peak_rss_mb = peak;
@@ -236,62 +247,133 @@ fn nanos(d: Duration) -> u64 {
 /// space, touched only as it fills). Beyond it the Vec grows as usual.
 const MAX_PREALLOC_SAMPLES: usize = 1 << 22;
 
-fn run_shape<E: Engine>(
+/// Warm-up: `timing.warmup` calls on `batch_at(0)`, `batch_at(1)`, ...; the
+/// first one is the first call. Returns every call's time.
+fn warm_up<'b, E: Engine>(
     engine: &mut E,
-    index: usize,
-    spec: &ShapeSpec,
-    timing: &Timing,
+    warmup: usize,
     truncate: Option<usize>,
-    expected_dim: usize,
-    peak: &mut Option<f64>,
-) -> Result<ShapeResult> {
-    // Read the workload.
-    let batch = read_workload(&spec.workload, Some((spec.batch, spec.seq)))?;
-    engine.begin_shape(index, spec)?;
-
-    // Warm-up: the first call is timed alone as first_call_s; all are kept.
-    let mut warmup_ns = Vec::with_capacity(timing.warmup);
-    for _ in 0..timing.warmup {
+    mut batch_at: impl FnMut(usize) -> &'b Batch,
+) -> Result<Vec<u64>> {
+    let mut warmup_ns = Vec::with_capacity(warmup);
+    for i in 0..warmup {
+        let batch = batch_at(i);
         let t0 = Instant::now();
-        let out = call(engine, &batch, truncate)?;
+        let out = call(engine, batch, truncate)?;
         let t1 = Instant::now();
         warmup_ns.push(nanos(t1 - t0));
         drop(out);
     }
+    Ok(warmup_ns)
+}
 
-    // Preallocate the samples: enough for max_seconds at the fastest warm-up
-    // call (at least min_calls, at most max_calls), so the loop itself does
-    // not reallocate.
+/// How many samples to preallocate: enough for max_seconds at the fastest
+/// warm-up call (at least `at_least`, at most `max_calls`), so the loop itself
+/// does not reallocate.
+fn sample_capacity(warmup_ns: &[u64], timing: &Timing, at_least: usize, max_calls: usize) -> usize {
     let estimate = match warmup_ns.iter().copied().min() {
         Some(m) if m > 0 => ((timing.max_seconds * 1e9) / m as f64).ceil().min(MAX_PREALLOC_SAMPLES as f64) as usize,
         _ => 4096,
     };
+    at_least.max(estimate).min(max_calls).saturating_add(1)
+}
+
+fn first_call_s(warmup_ns: &[u64], samples_ns: &[u64]) -> Option<f64> {
+    match (warmup_ns.first(), samples_ns.first()) {
+        (Some(&w), _) => Some(w as f64 * 1e-9),
+        // No warm-up: the first timed call is the first call.
+        (None, Some(&s)) => Some(s as f64 * 1e-9),
+        (None, None) => None,
+    }
+}
+
+fn check_output(out: &Embeddings, rows: usize, expected_dim: usize) -> Result<()> {
+    anyhow::ensure!(
+        out.rows == rows && out.dim == expected_dim && out.data.len() == out.rows * out.dim,
+        "engine returned [{}x{}] ({} floats), expected [{}x{}]",
+        out.rows,
+        out.dim,
+        out.data.len(),
+        rows,
+        expected_dim
+    );
+    Ok(())
+}
+
+/// The workload's kind must be the model's tower: pixel_values for
+/// `modality: image`, input_ids otherwise.
+fn check_modality(model: &ModelInfo, batch: &Batch, spec: &ShapeSpec) -> Result<()> {
+    match (model.is_image(), batch.is_image()) {
+        (true, false) => Err(anyhow!("model.modality is image but workload {} has no pixel_values", spec.workload)),
+        (false, true) => Err(anyhow!(
+            "workload {} holds pixel_values but model.modality is {}",
+            spec.workload,
+            model.modality.as_deref().unwrap_or("text (default)")
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Scenario `latency`: one batch called repeatedly.
+fn run_latency_shape<E: Engine>(
+    engine: &mut E,
+    index: usize,
+    spec: &ShapeSpec,
+    request: &Request,
+    expected_dim: usize,
+    peak: &mut Option<f64>,
+) -> Result<ShapeResult> {
+    let timing = &request.timing;
+    let truncate = request.model.truncate_dim;
+
+    // Read the workload.
+    let batch = read_workload(&spec.workload, Some((spec.batch, spec.seq)))?;
+    check_modality(&request.model, &batch, spec)?;
+    engine.begin_shape(index, spec)?;
+
+    // Warm-up: the first call is timed alone as first_call_s; all are kept.
+    let warmup_ns = warm_up(engine, timing.warmup, truncate, |_| &batch)?;
+
     let max_calls = timing.max_calls.unwrap_or(usize::MAX).max(1);
-    let capacity = timing.min_calls.max(estimate).min(max_calls).saturating_add(1);
-    let mut samples_ns: Vec<u64> = Vec::with_capacity(capacity);
+    let mut samples_ns: Vec<u64> = Vec::with_capacity(sample_capacity(&warmup_ns, timing, timing.min_calls, max_calls));
 
     // Process peak so far, then reset the high-water mark for the loop.
     *peak = max_opt(*peak, memory::vm_hwm_mib());
     let reset = memory::reset_hwm();
 
-    // Timed loop.
+    // Timed loop. With target_ci, once min_calls and min_seconds are met the
+    // bootstrap check runs at n >= max(min_calls, 10), then at ceil(1.1 n).
     let min_calls = timing.min_calls.max(1);
     let min_dur = Duration::from_secs_f64(timing.min_seconds.max(0.0));
     let max_dur = Duration::from_secs_f64(timing.max_seconds.max(0.0));
+    let target_ci = timing.target_ci;
+    let mut next_check = bootstrap::first_check(min_calls);
+    let mut ci_checks = 0usize;
     let loop_start = Instant::now();
     let (stop_rule, loop_end, out) = loop {
         let t0 = Instant::now();
         let out = call(engine, &batch, truncate)?;
         let t1 = Instant::now();
         samples_ns.push(nanos(t1 - t0));
+        let n = samples_ns.len();
         let elapsed = t1 - loop_start;
-        if samples_ns.len() >= min_calls && elapsed >= min_dur {
-            break ("min_reached", t1, out);
+        if n >= min_calls && elapsed >= min_dur {
+            match target_ci {
+                None => break ("min_reached", t1, out),
+                Some(r) if n >= next_check => {
+                    ci_checks += 1;
+                    next_check = bootstrap::next_check_after(n);
+                    if bootstrap::check(&samples_ns, r).is_some_and(|c| c.reached) {
+                        break ("ci_reached", t1, out);
+                    }
+                }
+                Some(_) => {}
+            }
         }
         if elapsed >= max_dur {
             break ("time_cap", t1, out);
         }
-        if samples_ns.len() >= max_calls {
+        if n >= max_calls {
             break ("call_cap", t1, out);
         }
         // `out` (this call's output) is dropped here, outside the timed span.
@@ -303,30 +385,15 @@ fn run_shape<E: Engine>(
     *peak = max_opt(*peak, loop_peak);
 
     // The last call's output.
-    anyhow::ensure!(
-        out.rows == batch.batch && out.dim == expected_dim && out.data.len() == out.rows * out.dim,
-        "engine returned [{}x{}] ({} floats), expected [{}x{}]",
-        out.rows,
-        out.dim,
-        out.data.len(),
-        batch.batch,
-        expected_dim
-    );
+    check_output(&out, batch.batch, expected_dim)?;
     write_embeddings(&spec.embeddings, &out)?;
-
-    let first_call_s = match (warmup_ns.first(), samples_ns.first()) {
-        (Some(&w), _) => Some(w as f64 * 1e-9),
-        // No warm-up: the first timed call is the first call.
-        (None, Some(&s)) => Some(s as f64 * 1e-9),
-        (None, None) => None,
-    };
 
     Ok(ShapeResult {
         batch: batch.batch,
         seq: batch.seq,
         status: "ok".into(),
         error: None,
-        first_call_s,
+        first_call_s: first_call_s(&warmup_ns, &samples_ns),
         warmup_ns,
         samples_ns,
         stop_rule: Some(stop_rule.into()),
@@ -336,6 +403,129 @@ fn run_shape<E: Engine>(
         // not the loop's: report nothing rather than a wrong number.
         loop_peak_rss_mb: if reset { loop_peak } else { None },
         embeddings: Some(spec.embeddings.clone()),
+        scenario: "latency".into(),
+        target_ci,
+        ci_checks: target_ci.map(|_| ci_checks),
+        passes_ns: None,
+        items: None,
+    })
+}
+
+/// Scenario `throughput`: full passes over a corpus of K batches.
+///
+/// Warm-up calls go to batches 0, 1, ... (mod K). Each timed call's time goes
+/// into `samples_ns`, each full pass's wall time (first call's start to last
+/// call's end) into `passes_ns`. After each call past the first full pass the
+/// loop stops at `max_seconds` (`time_cap`); after each full pass it stops
+/// once elapsed >= `min_seconds` (`min_reached`), then at `max_seconds`, then
+/// once `max_calls` calls are done (`call_cap`, checked only at pass ends).
+/// A pass cut short by the time cap is dropped from `samples_ns`, so its
+/// length is always passes·K. `target_ci` and `min_calls` do not apply.
+/// The embeddings are the last full pass's outputs, concatenated in feed order.
+fn run_throughput_shape<E: Engine>(
+    engine: &mut E,
+    index: usize,
+    spec: &ShapeSpec,
+    request: &Request,
+    expected_dim: usize,
+    peak: &mut Option<f64>,
+) -> Result<ShapeResult> {
+    let timing = &request.timing;
+    let truncate = request.model.truncate_dim;
+    anyhow::ensure!(
+        !request.model.is_image(),
+        "scenario throughput reads a text corpus; model.modality is image"
+    );
+
+    let batches = read_corpus(&spec.workload)?;
+    let k = batches.len();
+    let items: usize = batches.iter().map(|b| b.batch).sum();
+    engine.begin_shape(index, spec)?;
+
+    let warmup_ns = warm_up(engine, timing.warmup, truncate, |i| &batches[i % k])?;
+
+    // Capacity in whole passes.
+    let max_calls = timing.max_calls.unwrap_or(usize::MAX).max(1);
+    let capacity = sample_capacity(&warmup_ns, timing, k, max_calls.saturating_add(k)).div_ceil(k).saturating_mul(k);
+    let mut samples_ns: Vec<u64> = Vec::with_capacity(capacity.min(MAX_PREALLOC_SAMPLES.max(k)));
+    let mut passes_ns: Vec<u64> = Vec::new();
+    let mut current: Vec<Embeddings> = Vec::with_capacity(k);
+    let mut last_pass: Vec<Embeddings> = Vec::with_capacity(k);
+
+    *peak = max_opt(*peak, memory::vm_hwm_mib());
+    let reset = memory::reset_hwm();
+
+    let min_dur = Duration::from_secs_f64(timing.min_seconds.max(0.0));
+    let max_dur = Duration::from_secs_f64(timing.max_seconds.max(0.0));
+    let loop_start = Instant::now();
+    let (stop_rule, loop_end) = 'passes: loop {
+        let mut pass_start = loop_start;
+        for (i, batch) in batches.iter().enumerate() {
+            let t0 = Instant::now();
+            let out = call(engine, batch, truncate)?;
+            let t1 = Instant::now();
+            samples_ns.push(nanos(t1 - t0));
+            current.push(out);
+            if i == 0 {
+                pass_start = t0;
+            }
+            let elapsed = t1 - loop_start;
+            if i + 1 < k {
+                if !passes_ns.is_empty() && elapsed >= max_dur {
+                    // Cut short: keep whole passes only.
+                    samples_ns.truncate(passes_ns.len() * k);
+                    break 'passes ("time_cap", t1);
+                }
+                continue;
+            }
+            // A full pass is done: its outputs become the last full pass.
+            passes_ns.push(nanos(t1 - pass_start));
+            std::mem::swap(&mut current, &mut last_pass);
+            current.clear();
+            if elapsed >= min_dur {
+                break 'passes ("min_reached", t1);
+            }
+            if elapsed >= max_dur {
+                break 'passes ("time_cap", t1);
+            }
+            if samples_ns.len() >= max_calls {
+                break 'passes ("call_cap", t1);
+            }
+        }
+    };
+    let loop_s = (loop_end - loop_start).as_secs_f64();
+    drop(current);
+
+    let loop_peak = memory::vm_hwm_mib();
+    *peak = max_opt(*peak, loop_peak);
+
+    // The last full pass, rows concatenated in feed order.
+    let mut data = Vec::with_capacity(items * expected_dim);
+    for (i, (out, batch)) in last_pass.iter().zip(&batches).enumerate() {
+        check_output(out, batch.batch, expected_dim).with_context(|| format!("corpus batch {i}"))?;
+        data.extend_from_slice(&out.data);
+    }
+    drop(last_pass);
+    write_embeddings(&spec.embeddings, &Embeddings { rows: items, dim: expected_dim, data })?;
+
+    Ok(ShapeResult {
+        batch: spec.batch,
+        seq: spec.seq,
+        status: "ok".into(),
+        error: None,
+        first_call_s: first_call_s(&warmup_ns, &samples_ns),
+        warmup_ns,
+        samples_ns,
+        stop_rule: Some(stop_rule.into()),
+        loop_s: Some(loop_s),
+        peak_rss_mb: *peak,
+        loop_peak_rss_mb: if reset { loop_peak } else { None },
+        embeddings: Some(spec.embeddings.clone()),
+        scenario: "throughput".into(),
+        target_ci: None,
+        ci_checks: None,
+        passes_ns: Some(passes_ns),
+        items: Some(items),
     })
 }
 

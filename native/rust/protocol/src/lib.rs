@@ -10,6 +10,7 @@
 //! }
 //! ```
 
+pub mod bootstrap;
 pub mod harness;
 pub mod memory;
 pub mod types;
@@ -17,4 +18,6 @@ pub mod workload;
 
 pub use harness::{run, run_with_paths, truncate_and_normalize, write_result, Engine};
 pub use types::*;
-pub use workload::{read_embeddings, read_workload, write_embeddings, write_workload, Batch, Embeddings};
+pub use workload::{
+    read_corpus, read_embeddings, read_workload, write_corpus, write_embeddings, write_workload, Batch, Embeddings,
+};

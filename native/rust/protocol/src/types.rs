@@ -4,6 +4,9 @@
 //! `result.schema.json` exactly. Enum-valued fields of the schema (family,
 //! pooling, precision, artifact format, ...) are kept as `String`s so that a
 //! runner reads every valid request; helpers give typed views where useful.
+//!
+//! Request structs reject unknown members (`deny_unknown_fields`), as the
+//! request schema does (`additionalProperties: false` on every object).
 
 use std::collections::BTreeMap;
 
@@ -16,6 +19,7 @@ pub const PROTOCOL_VERSION: u32 = 1;
 
 /// What the orchestrator asks one runner process to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Request {
     pub protocol: u32,
     /// Registry name of the runtime, e.g. `onnxruntime-rust`, `null-rust`.
@@ -77,11 +81,13 @@ impl Request {
 
 /// Architecture facts a runner needs beyond the artifact itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ModelInfo {
     pub name: String,
-    /// `bert`, `gemma3`, `qwen3` or `xlm-roberta`.
+    /// `bert`, `gemma3`, `qwen3`, `xlm-roberta`, `clip` or `siglip`.
     pub family: String,
-    /// `mean`, `cls` or `last`.
+    /// `mean`, `cls`, `last` or `tower` (multimodal families: the tower's own
+    /// pooling and projection, docs/protocol.md "Towers").
     pub pooling: String,
     pub normalize: bool,
     /// Tensor names in heads.safetensors of bias-free Dense layers, in order.
@@ -92,10 +98,22 @@ pub struct ModelInfo {
     /// Matryoshka truncation: keep the first N dims, then L2-normalise again.
     #[serde(default)]
     pub truncate_dim: Option<usize>,
+    /// Which tower of a multimodal model: `text` (default, also when absent) or
+    /// `image` (shapes read `pixel_values`; their `seq` is the image side).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modality: Option<String>,
+}
+
+impl ModelInfo {
+    /// `true` when `modality` is `image`.
+    pub fn is_image(&self) -> bool {
+        self.modality.as_deref() == Some("image")
+    }
 }
 
 /// The model artifact to load.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Artifact {
     /// `reference`, `onnx`, `openvino` or `none`.
     pub format: String,
@@ -108,7 +126,11 @@ pub struct Artifact {
 }
 
 /// One (batch, seq) shape to time.
+///
+/// For an image shape `seq` is the image side H in pixels; for a throughput
+/// shape `batch` is the nominal batch size and `seq` the corpus' longest item.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ShapeSpec {
     pub batch: usize,
     pub seq: usize,
@@ -116,10 +138,27 @@ pub struct ShapeSpec {
     pub workload: String,
     /// Where the runner writes sentence_embedding F32 [B,D] from its last timed call.
     pub embeddings: String,
+    /// `latency` (default, also when absent) or `throughput` (the workload is
+    /// a corpus timed in full passes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scenario: Option<String>,
+}
+
+impl ShapeSpec {
+    /// The scenario name: `latency` when absent.
+    pub fn scenario(&self) -> &str {
+        self.scenario.as_deref().unwrap_or("latency")
+    }
+
+    /// `true` for `scenario: "throughput"`.
+    pub fn is_throughput(&self) -> bool {
+        self.scenario() == "throughput"
+    }
 }
 
 /// Thread counts, set explicitly in the framework.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Threads {
     pub intra_op: usize,
     pub inter_op: usize,
@@ -127,6 +166,7 @@ pub struct Threads {
 
 /// Timing-loop parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Timing {
     pub warmup: usize,
     pub min_calls: usize,
@@ -136,10 +176,16 @@ pub struct Timing {
     /// of very fast calls (null runners) bounded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<usize>,
+    /// Stopping rule: once min_calls and min_seconds are met, stop as soon as
+    /// the 95% bootstrap CI of the median lies within ±target_ci of the
+    /// median (`ci_reached`; docs/protocol.md "Stopping rule").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_ci: Option<f64>,
 }
 
 /// ONNX Runtime session options (every field optional: absent = library default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct OrtOptions {
     /// `disable`, `basic`, `extended` or `all`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -155,6 +201,7 @@ pub struct OrtOptions {
 
 /// Fault injection for the null runners.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Fault {
     /// `crash`, `hang`, `exit` or `oom`.
     pub kind: String,
@@ -239,12 +286,31 @@ pub struct ShapeResult {
     pub first_call_s: Option<f64>,
     pub warmup_ns: Vec<u64>,
     pub samples_ns: Vec<u64>,
-    /// `min_reached`, `time_cap`, `call_cap`, or null when the loop did not finish.
+    /// `min_reached`, `ci_reached`, `time_cap`, `call_cap`, or null when the
+    /// loop did not finish.
     pub stop_rule: Option<String>,
     pub loop_s: Option<f64>,
     pub peak_rss_mb: Option<f64>,
     pub loop_peak_rss_mb: Option<f64>,
     pub embeddings: Option<String>,
+    /// `latency` or `throughput`.
+    #[serde(default = "latency")]
+    pub scenario: String,
+    /// The request's `timing.target_ci` for a latency shape (null when unset
+    /// and for throughput shapes, where it does not apply).
+    pub target_ci: Option<f64>,
+    /// How many bootstrap checks the stopping rule ran (null without target_ci).
+    pub ci_checks: Option<usize>,
+    /// throughput: wall time of each full pass over the corpus (absent for latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passes_ns: Option<Vec<u64>>,
+    /// throughput: corpus rows per pass (absent for latency).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub items: Option<usize>,
+}
+
+fn latency() -> String {
+    "latency".to_string()
 }
 
 impl ShapeResult {
@@ -263,6 +329,11 @@ impl ShapeResult {
             peak_rss_mb: None,
             loop_peak_rss_mb: None,
             embeddings: None,
+            scenario: spec.scenario().to_string(),
+            target_ci: None,
+            ci_checks: None,
+            passes_ns: None,
+            items: None,
         }
     }
 }

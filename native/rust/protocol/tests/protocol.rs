@@ -91,13 +91,7 @@ fn parses_sample_request() {
 #[test]
 fn workload_round_trip() {
     let d = scratch("workload");
-    let b = Batch {
-        batch: 2,
-        seq: 3,
-        input_ids: vec![101, 7592, 102, 101, i64::MAX, -5],
-        attention_mask: vec![1, 1, 1, 1, 1, 0],
-        lengths: vec![3, 2],
-    };
+    let b = Batch::text(2, 3, vec![101, 7592, 102, 101, i64::MAX, -5], vec![1, 1, 1, 1, 1, 0], vec![3, 2]);
     let p = d.join("w.safetensors");
     write_workload(&p, &b).unwrap();
     assert_eq!(read_workload(&p, Some((2, 3))).unwrap(), b);
@@ -134,9 +128,13 @@ fn truncate_and_normalize_hand_checked() {
 
 // ------------------------------------------------------------ fake engine
 
-/// Behaviour chosen by `request.runtime`: "slow:<ms>", "fail-load", "panic-at:<shape>".
+/// Behaviour chosen by `request.runtime`: "slow:<ms>", "fail-load",
+/// "panic-at:<shape>", "alternate:<ms>" (calls alternate between no sleep and
+/// a sleep of <ms>: a wide two-valued sample).
 struct Fake {
     sleep: Duration,
+    alternate: bool,
+    calls: usize,
     dim: usize,
     panic_at: Option<usize>,
     shape: usize,
@@ -146,9 +144,17 @@ impl Engine for Fake {
     fn load(request: &Request) -> anyhow::Result<Self> {
         let rt = request.runtime.as_str();
         anyhow::ensure!(rt != "fail-load", "cannot load: on purpose");
-        let ms = rt.strip_prefix("slow:").map_or(0, |m| m.parse().unwrap());
+        let alternate = rt.starts_with("alternate:");
+        let ms = rt.strip_prefix("slow:").or(rt.strip_prefix("alternate:")).map_or(0, |m| m.parse().unwrap());
         let panic_at = rt.strip_prefix("panic-at:").map(|m| m.parse().unwrap());
-        Ok(Fake { sleep: Duration::from_millis(ms), dim: request.model.output_dim, panic_at, shape: 0 })
+        Ok(Fake {
+            sleep: Duration::from_millis(ms),
+            alternate,
+            calls: 0,
+            dim: request.model.output_dim,
+            panic_at,
+            shape: 0,
+        })
     }
     fn begin_shape(&mut self, index: usize, _spec: &ShapeSpec) -> anyhow::Result<()> {
         self.shape = index;
@@ -158,11 +164,19 @@ impl Engine for Fake {
         if self.panic_at == Some(self.shape) {
             panic!("engine exploded");
         }
-        std::thread::sleep(self.sleep);
-        // Row i = [1, 2, ..., dim] * (i+1): after truncation to 2 -> [1,2]/sqrt(5).
+        self.calls += 1;
+        if !self.alternate || self.calls % 2 == 0 {
+            std::thread::sleep(self.sleep);
+        }
+        // Row i = [1, 2, ..., dim] * x, x = the row's first input id (text) or
+        // first pixel value (image): after truncation to 2 -> [1,2]/sqrt(5).
         let mut data = Vec::with_capacity(batch.batch * self.dim);
         for i in 0..batch.batch {
-            data.extend((1..=self.dim).map(|k| (k * (i + 1)) as f32));
+            let x = match batch.image {
+                Some([c, h, w]) => batch.pixel_values[i * c * h * w],
+                None => batch.input_ids[i * batch.seq] as f32,
+            };
+            data.extend((1..=self.dim).map(|k| k as f32 * x));
         }
         Ok(Embeddings { rows: batch.batch, dim: self.dim, data })
     }
@@ -181,18 +195,26 @@ fn fake_request(d: &Path, runtime: &str, timing: Timing, shapes: &[(usize, usize
     let mut specs = Vec::new();
     for &(b, s) in shapes {
         let w = d.join(format!("w{b}x{s}.safetensors"));
-        write_workload(
-            &w,
-            &Batch { batch: b, seq: s, input_ids: vec![1; b * s], attention_mask: vec![1; b * s], lengths: vec![s as i64; b] },
-        )
-        .unwrap();
+        write_workload(&w, &Batch::text(b, s, vec![1; b * s], vec![1; b * s], vec![s as i64; b])).unwrap();
         specs.push(ShapeSpec {
             batch: b,
             seq: s,
             workload: w.display().to_string(),
             embeddings: d.join(format!("e{b}x{s}.safetensors")).display().to_string(),
+            scenario: None,
         });
     }
+    write_request(d, runtime, timing, specs, truncate, None)
+}
+
+fn write_request(
+    d: &Path,
+    runtime: &str,
+    timing: Timing,
+    specs: Vec<ShapeSpec>,
+    truncate: Option<usize>,
+    modality: Option<&str>,
+) -> PathBuf {
     let req = Request {
         protocol: 1,
         runtime: runtime.into(),
@@ -204,6 +226,7 @@ fn fake_request(d: &Path, runtime: &str, timing: Timing, shapes: &[(usize, usize
             dense: None,
             output_dim: 4,
             truncate_dim: truncate,
+            modality: modality.map(String::from),
         },
         artifact: Artifact { format: "none".into(), path: String::new(), sha256: None, attention: None },
         shapes: specs,
@@ -227,7 +250,7 @@ fn read_json(p: &Path) -> Value {
 fn stop_rule_time_cap_with_slow_engine() {
     let d = scratch("timecap");
     // 20 ms per call, 1000 calls wanted, 0.2 s cap -> stops at the cap after ~10 calls.
-    let t = Timing { warmup: 2, min_calls: 1000, min_seconds: 0.0, max_seconds: 0.2, max_calls: None };
+    let t = Timing { warmup: 2, min_calls: 1000, min_seconds: 0.0, max_seconds: 0.2, max_calls: None, target_ci: None };
     let rq = fake_request(&d, "slow:20", t, &[(2, 4)], None);
     let rs = d.join("result.json");
     assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
@@ -248,7 +271,7 @@ fn stop_rule_time_cap_with_slow_engine() {
 fn stop_rule_min_reached_with_slow_engine() {
     let d = scratch("minreached");
     // 5 ms per call: min 3 calls and 0.1 s -> ~20 calls, well before the 10 s cap.
-    let t = Timing { warmup: 0, min_calls: 3, min_seconds: 0.1, max_seconds: 10.0, max_calls: None };
+    let t = Timing { warmup: 0, min_calls: 3, min_seconds: 0.1, max_seconds: 10.0, max_calls: None, target_ci: None };
     let rq = fake_request(&d, "slow:5", t, &[(1, 2), (3, 2)], Some(2));
     let rs = d.join("result.json");
     assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
@@ -264,7 +287,7 @@ fn stop_rule_min_reached_with_slow_engine() {
         assert_eq!((s["first_call_s"].as_f64().unwrap() * 1e9).round() as u64, s["samples_ns"][0].as_u64().unwrap());
     }
     // Also: min_calls dominates when min_seconds is 0.
-    let t = Timing { warmup: 1, min_calls: 7, min_seconds: 0.0, max_seconds: 10.0, max_calls: None };
+    let t = Timing { warmup: 1, min_calls: 7, min_seconds: 0.0, max_seconds: 10.0, max_calls: None, target_ci: None };
     let rq = fake_request(&d, "slow:1", t, &[(1, 2)], None);
     assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
     let r = read_json(&rs);
@@ -272,7 +295,7 @@ fn stop_rule_min_reached_with_slow_engine() {
     assert_eq!(r["shapes"][0]["stop_rule"], "min_reached");
 
     // max_calls: the loop stops after that many calls (call_cap) before min_seconds.
-    let t = Timing { warmup: 0, min_calls: 1, min_seconds: 5.0, max_seconds: 10.0, max_calls: Some(4) };
+    let t = Timing { warmup: 0, min_calls: 1, min_seconds: 5.0, max_seconds: 10.0, max_calls: Some(4), target_ci: None };
     let d2 = scratch("callcap");
     let rq2 = fake_request(&d2, "slow:0", t, &[(1, 2)], None);
     let rs2 = d2.join("result.json");
@@ -341,7 +364,7 @@ fn check_required(schema: &Value, v: &Value, at: &str) {
 fn result_json_has_schema_required_fields() {
     let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path("result.schema.json")).unwrap()).unwrap();
     let d = scratch("schema");
-    let t = Timing { warmup: 1, min_calls: 2, min_seconds: 0.0, max_seconds: 1.0, max_calls: None };
+    let t = Timing { warmup: 1, min_calls: 2, min_seconds: 0.0, max_seconds: 1.0, max_calls: None, target_ci: None };
     // Shape 1 panics inside the engine: that shape fails, the others go on.
     let rq = fake_request(&d, "panic-at:1", t, &[(1, 2), (2, 2), (3, 2)], None);
     let rs = d.join("result.json");
@@ -351,6 +374,10 @@ fn result_json_has_schema_required_fields() {
     assert_eq!(r["runner"]["language"], "rust");
     assert_eq!(r["framework"]["binding"], "test"); // extras are flattened
     assert_eq!(r["settings"]["sleep_ms"], 0);
+    for s in r["shapes"].as_array().unwrap() {
+        assert_eq!(s["scenario"], "latency");
+        assert!(s["target_ci"].is_null() && s["ci_checks"].is_null());
+    }
     let st: Vec<&str> = r["shapes"].as_array().unwrap().iter().map(|s| s["status"].as_str().unwrap()).collect();
     assert_eq!(st, ["ok", "failed", "ok"]);
     assert!(r["shapes"][1]["error"].as_str().unwrap().contains("engine exploded"));
@@ -399,5 +426,402 @@ fn memory_readings() {
     if memory::reset_hwm() {
         let after = memory::vm_hwm_mib().unwrap();
         assert!(after <= before, "{after} > {before}");
+    }
+}
+
+// ------------------------------------------------ additions: towers, CI, throughput
+
+fn spec(d: &Path, name: &str, batch: usize, seq: usize, scenario: Option<&str>) -> ShapeSpec {
+    ShapeSpec {
+        batch,
+        seq,
+        workload: d.join(format!("{name}.w.safetensors")).display().to_string(),
+        embeddings: d.join(format!("{name}.e.safetensors")).display().to_string(),
+        scenario: scenario.map(String::from),
+    }
+}
+
+fn timing(warmup: usize, min_calls: usize, min_seconds: f64, max_seconds: f64) -> Timing {
+    Timing { warmup, min_calls, min_seconds, max_seconds, max_calls: None, target_ci: None }
+}
+
+#[test]
+fn parses_new_request_members() {
+    let mut v: Value = serde_json::from_str(SAMPLE_REQUEST).unwrap();
+    v["model"]["family"] = "siglip".into();
+    v["model"]["pooling"] = "tower".into();
+    v["model"]["modality"] = "image".into();
+    v["timing"]["target_ci"] = 0.01.into();
+    v["shapes"][0]["scenario"] = "throughput".into();
+    v["shapes"][1]["scenario"] = "latency".into();
+    let r = Request::from_json(&v.to_string()).unwrap();
+    assert_eq!((r.model.family.as_str(), r.model.pooling.as_str()), ("siglip", "tower"));
+    assert!(r.model.is_image());
+    assert_eq!(r.timing.target_ci, Some(0.01));
+    assert!(r.shapes[0].is_throughput() && !r.shapes[1].is_throughput());
+    assert_eq!(r.shapes[1].scenario(), "latency");
+    // Serialises back to the same members.
+    let back: Value = serde_json::to_value(&r).unwrap();
+    assert_eq!(back["model"]["modality"], "image");
+    assert_eq!(back["timing"]["target_ci"], 0.01);
+    assert_eq!(back["shapes"][0]["scenario"], "throughput");
+
+    // Defaults: text tower, latency, no target_ci (absent or null).
+    v["model"].as_object_mut().unwrap().remove("modality");
+    v["timing"]["target_ci"] = Value::Null;
+    v["shapes"][0].as_object_mut().unwrap().remove("scenario");
+    let r = Request::from_json(&v.to_string()).unwrap();
+    assert!(!r.model.is_image() && r.model.modality.is_none());
+    assert_eq!(r.timing.target_ci, None);
+    assert_eq!(r.shapes[0].scenario(), "latency");
+    v["model"]["modality"] = "text".into();
+    assert!(!Request::from_json(&v.to_string()).unwrap().model.is_image());
+}
+
+#[test]
+fn unknown_request_members_are_rejected() {
+    let base: Value = serde_json::from_str(SAMPLE_REQUEST).unwrap();
+    assert!(Request::from_json(&base.to_string()).is_ok());
+    for pointer in ["", "/model", "/artifact", "/shapes/0", "/threads", "/timing", "/onnxruntime", "/fault"] {
+        let mut v = base.clone();
+        v.pointer_mut(pointer).unwrap().as_object_mut().unwrap().insert("bogus".into(), 1.into());
+        let err = Request::from_json(&v.to_string()).unwrap_err().to_string();
+        assert!(err.contains("unknown field `bogus`"), "{pointer}: {err}");
+    }
+    // Through the harness: error kind "request", exit 1.
+    let d = scratch("unknown");
+    let rq = fake_request(&d, "slow:0", timing(0, 1, 0.0, 1.0), &[(1, 2)], None);
+    let mut v = read_json(&rq);
+    v["timing"]["target_cl"] = 0.01.into(); // a typo must not silently disable the rule
+    std::fs::write(&rq, v.to_string()).unwrap();
+    let rs = d.join("result.json");
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::from(1));
+    let r = read_json(&rs);
+    assert_eq!(r["error"]["kind"], "request");
+    assert!(r["error"]["message"].as_str().unwrap().contains("target_cl"));
+}
+
+#[test]
+fn image_workload_round_trip() {
+    let d = scratch("image");
+    let (b, chw) = (2, [3, 4, 5]);
+    let px: Vec<f32> = (0..b * 60).map(|i| i as f32 * 0.25 - 7.0).collect();
+    let w = Batch::image(b, chw, px.clone());
+    assert_eq!((w.batch, w.seq, w.pixel_shape()), (2, 4, Some([2, 3, 4, 5])));
+    assert!(w.input_ids.is_empty() && w.attention_mask.is_empty() && w.lengths.is_empty());
+    let p = d.join("img.safetensors");
+    write_workload(&p, &w).unwrap();
+    let got = read_workload(&p, Some((2, 4))).unwrap();
+    assert_eq!(got, w);
+    assert!(got.is_image());
+    assert_eq!(got.pixel_values, px);
+    // The request's seq is the image side H (4 here, not W = 5).
+    let err = read_workload(&p, Some((2, 5))).unwrap_err().to_string();
+    assert!(err.contains("[2,3,4,5]") && err.contains("image side 5"), "{err}");
+    assert!(read_workload(&p, Some((1, 4))).is_err());
+    // A text batch carries no pixels.
+    let t = Batch::text(1, 2, vec![1, 2], vec![1, 1], vec![2]);
+    assert!(!t.is_image() && t.pixel_values.is_empty() && t.pixel_shape().is_none());
+    // Wrong pixel count is refused on write.
+    assert!(write_workload(d.join("bad.safetensors"), &Batch::image(1, [3, 2, 2], vec![0.0; 11])).is_err());
+}
+
+fn corpus_batches() -> Vec<Batch> {
+    // K = 3 batches of 2, 3, 1 rows; the first id of fed row r is 10 + r.
+    vec![
+        Batch::text(2, 3, vec![10, 5, 0, 11, 0, 0], vec![1, 1, 0, 1, 0, 0], vec![2, 1]),
+        Batch::text(3, 2, vec![12, 1, 13, 1, 14, 0], vec![1, 1, 1, 1, 1, 0], vec![2, 2, 1]),
+        Batch::text(1, 4, vec![15, 1, 1, 1], vec![1, 1, 1, 1], vec![4]),
+    ]
+}
+
+#[test]
+fn corpus_read() {
+    let d = scratch("corpus");
+    let p = d.join("c.safetensors");
+    let batches = corpus_batches();
+    write_corpus(&p, &batches, Some(&[5, 0, 3, 1, 4, 2])).unwrap();
+    let got = read_corpus(&p).unwrap();
+    // Lengths are derived from the masks.
+    assert_eq!(got, batches);
+    assert_eq!(got.iter().map(|b| (b.batch, b.seq)).collect::<Vec<_>>(), [(2, 3), (3, 2), (1, 4)]);
+
+    // The tensors by name, as the contract spells them.
+    let bytes = std::fs::read(&p).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    assert_eq!(
+        names,
+        ["attention_mask.0", "attention_mask.1", "attention_mask.2", "batches", "input_ids.0", "input_ids.1", "input_ids.2", "order"]
+    );
+    assert_eq!(st.tensor("batches").unwrap().shape(), [3, 2]);
+    assert_eq!(st.tensor("order").unwrap().shape(), [6]);
+
+    // order must have one entry per row; a plain workload is not a corpus.
+    assert!(write_corpus(d.join("x.safetensors"), &batches, Some(&[0, 1])).is_err());
+    let bad = d.join("bad.safetensors");
+    let table: Vec<u8> = [2i64, 1].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let ids: Vec<u8> = [1i64, 2].iter().flat_map(|x| x.to_le_bytes()).collect();
+    let order: Vec<u8> = [0i64].iter().flat_map(|x| x.to_le_bytes()).collect();
+    use safetensors::tensor::{Dtype, TensorView};
+    safetensors::tensor::serialize_to_file(
+        vec![
+            ("batches", TensorView::new(Dtype::I64, vec![1, 2], &table).unwrap()),
+            ("input_ids.0", TensorView::new(Dtype::I64, vec![2, 1], &ids).unwrap()),
+            ("attention_mask.0", TensorView::new(Dtype::I64, vec![2, 1], &ids).unwrap()),
+            ("order", TensorView::new(Dtype::I64, vec![1], &order).unwrap()),
+        ],
+        None,
+        &bad,
+    )
+    .unwrap();
+    let err = read_corpus(&bad).unwrap_err().to_string();
+    assert!(err.contains("order"), "{err}");
+    let plain = d.join("plain.safetensors");
+    write_workload(&plain, &batches[0]).unwrap();
+    assert!(read_corpus(&plain).unwrap_err().to_string().contains("batches"));
+}
+
+#[test]
+fn ci_reached_with_steady_calls() {
+    let d = scratch("ci-steady");
+    // 3 ms per call, steady to far better than ±25 %: the first check (n = 10)
+    // already stops the loop.
+    let mut t = timing(1, 1, 0.0, 30.0);
+    t.target_ci = Some(0.25);
+    let rq = fake_request(&d, "slow:3", t, &[(2, 4)], None);
+    let rs = d.join("result.json");
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let r = read_json(&rs);
+    let s = &r["shapes"][0];
+    assert_eq!(s["stop_rule"], "ci_reached", "{s}");
+    assert_eq!(s["target_ci"], 0.25);
+    assert_eq!(s["scenario"], "latency");
+    let n = s["samples_ns"].as_array().unwrap().len();
+    let checks = s["ci_checks"].as_u64().unwrap() as usize;
+    // Stopped at a check point: the checks-th of 10, 11, 13, 15, ...
+    let mut at = bootstrap::first_check(1);
+    for _ in 1..checks {
+        at = bootstrap::next_check_after(at);
+    }
+    assert_eq!(n, at, "{checks} checks");
+    assert!(checks <= 6, "{checks} checks");
+
+    // min_seconds gates the first check: none before 0.1 s, then one at once.
+    let mut t = timing(0, 1, 0.1, 30.0);
+    t.target_ci = Some(0.25);
+    let rq = fake_request(&d, "slow:3", t, &[(1, 2)], None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["stop_rule"], "ci_reached");
+    assert!(s["loop_s"].as_f64().unwrap() >= 0.1);
+    let n = s["samples_ns"].as_array().unwrap().len();
+    assert!(n > 10 && n < 80, "{n}"); // ~33 calls fit in 0.1 s
+}
+
+#[test]
+fn ci_never_reached_with_a_wide_sample() {
+    let d = scratch("ci-wide");
+    // Calls alternate between ~0 and 3 ms: the CI spans both, so the rule goes
+    // on to call_cap. The checks run at 10, 11, 13, 15, 17, 19, 21, 24, 27, 30.
+    let mut t = timing(0, 5, 0.0, 60.0);
+    t.target_ci = Some(0.5);
+    t.max_calls = Some(30);
+    let rq = fake_request(&d, "alternate:3", t, &[(1, 2)], None);
+    let rs = d.join("result.json");
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["stop_rule"], "call_cap");
+    assert_eq!(s["samples_ns"].as_array().unwrap().len(), 30);
+    assert_eq!(s["ci_checks"], 10);
+    assert_eq!(s["target_ci"], 0.5);
+
+    // ... or to the time cap.
+    let mut t = timing(0, 1, 0.0, 0.15);
+    t.target_ci = Some(0.5);
+    let rq = fake_request(&d, "alternate:3", t, &[(1, 2)], None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["stop_rule"], "time_cap");
+    assert!(s["ci_checks"].as_u64().unwrap() >= 2);
+
+    // Without target_ci: plain min_reached, no checks recorded.
+    let rq = fake_request(&d, "alternate:3", timing(0, 12, 0.0, 60.0), &[(1, 2)], None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["stop_rule"], "min_reached");
+    assert_eq!(s["samples_ns"].as_array().unwrap().len(), 12);
+    assert!(s["ci_checks"].is_null() && s["target_ci"].is_null());
+    assert_eq!(s["scenario"], "latency");
+    assert!(s.get("passes_ns").is_none());
+}
+
+fn throughput_request(d: &Path, runtime: &str, t: Timing, truncate: Option<usize>) -> PathBuf {
+    let sp = spec(d, "corpus", 3, 4, Some("throughput"));
+    write_corpus(&sp.workload, &corpus_batches(), None).unwrap();
+    write_request(d, runtime, t, vec![sp], truncate, None)
+}
+
+#[test]
+fn throughput_full_passes() {
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path("result.schema.json")).unwrap()).unwrap();
+    let d = scratch("throughput");
+    // 2 ms per call, K = 3: min_seconds 0.05 is reached after a few passes.
+    let t = timing(4, 1000, 0.05, 30.0);
+    let rq = throughput_request(&d, "slow:2", t, None);
+    let rs = d.join("result.json");
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let r = read_json(&rs);
+    check_required(&schema, &r, "result");
+    let s = &r["shapes"][0];
+    assert_eq!(s["status"], "ok", "{s}");
+    assert_eq!(s["scenario"], "throughput");
+    assert_eq!(s["stop_rule"], "min_reached");
+    assert_eq!((s["batch"].as_u64(), s["seq"].as_u64()), (Some(3), Some(4)));
+    assert_eq!(s["items"], 6);
+    let passes = s["passes_ns"].as_array().unwrap();
+    let samples = s["samples_ns"].as_array().unwrap();
+    assert!(passes.len() >= 2, "{} passes", passes.len());
+    assert_eq!(samples.len(), passes.len() * 3);
+    // A pass's wall time covers its three calls.
+    for (p, calls) in passes.iter().zip(samples.chunks(3)) {
+        let sum: u64 = calls.iter().map(|x| x.as_u64().unwrap()).sum();
+        assert!(p.as_u64().unwrap() >= sum);
+    }
+    assert_eq!(s["warmup_ns"].as_array().unwrap().len(), 4);
+    assert!(s["ci_checks"].is_null() && s["target_ci"].is_null());
+    assert!(s["loop_s"].as_f64().unwrap() >= 0.05);
+    // Embeddings: the 6 rows of the last pass in feed order (row r = [1..4]·(10+r)).
+    let e = read_embeddings(d.join("corpus.e.safetensors")).unwrap();
+    assert_eq!((e.rows, e.dim), (6, 4));
+    for r in 0..6 {
+        let x = 10.0 + r as f32;
+        assert_eq!(e.row(r), [x, 2.0 * x, 3.0 * x, 4.0 * x], "row {r}");
+    }
+
+    // target_ci and min_calls do not apply; truncation does.
+    let mut t = timing(0, 1_000_000, 0.0, 30.0);
+    t.target_ci = Some(0.5);
+    let rq = throughput_request(&d, "slow:0", t, Some(2));
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["stop_rule"], "min_reached");
+    assert_eq!(s["passes_ns"].as_array().unwrap().len(), 1);
+    assert_eq!(s["samples_ns"].as_array().unwrap().len(), 3);
+    assert!(s["ci_checks"].is_null());
+    let e = read_embeddings(d.join("corpus.e.safetensors")).unwrap();
+    assert_eq!((e.rows, e.dim), (6, 2));
+}
+
+#[test]
+fn throughput_caps() {
+    let d = scratch("throughput-caps");
+    let rs = d.join("result.json");
+    // The time cap waits for the first full pass even when it is long past.
+    let t = timing(0, 1, 100.0, 0.001);
+    let rq = throughput_request(&d, "slow:5", t, None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["stop_rule"], "time_cap");
+    assert_eq!(s["passes_ns"].as_array().unwrap().len(), 1);
+    assert_eq!(s["samples_ns"].as_array().unwrap().len(), 3);
+    assert_eq!(read_embeddings(d.join("corpus.e.safetensors")).unwrap().rows, 6);
+
+    // Later, the cap stops mid-pass: whole passes only are kept.
+    let t = timing(0, 1, 100.0, 0.05);
+    let rq = throughput_request(&d, "slow:4", t, None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["stop_rule"], "time_cap");
+    let p = s["passes_ns"].as_array().unwrap().len();
+    assert!(p >= 2, "{p}");
+    assert_eq!(s["samples_ns"].as_array().unwrap().len(), 3 * p);
+    assert!(s["loop_s"].as_f64().unwrap() >= 0.05);
+    let e = read_embeddings(d.join("corpus.e.safetensors")).unwrap();
+    assert_eq!(e.rows, 6);
+    assert_eq!(e.row(5)[0], 15.0);
+
+    // max_calls is checked at the end of each pass.
+    let mut t = timing(0, 1, 100.0, 100.0);
+    t.max_calls = Some(4);
+    let rq = throughput_request(&d, "slow:0", t, None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["stop_rule"], "call_cap");
+    assert_eq!(s["passes_ns"].as_array().unwrap().len(), 2);
+    assert_eq!(s["samples_ns"].as_array().unwrap().len(), 6);
+
+    // A throughput shape whose workload is not a corpus fails, naming `batches`.
+    let sp = spec(&d, "notcorpus", 2, 3, Some("throughput"));
+    write_workload(&sp.workload, &corpus_batches()[0]).unwrap();
+    let rq = write_request(&d, "slow:0", timing(0, 1, 0.0, 1.0), vec![sp], None, None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["status"], "failed");
+    assert_eq!(s["scenario"], "throughput");
+    assert!(s["error"].as_str().unwrap().contains("batches"), "{s}");
+}
+
+#[test]
+fn image_shapes_through_the_harness() {
+    let d = scratch("image-harness");
+    let rs = d.join("result.json");
+    let sp = spec(&d, "img", 2, 4, None);
+    let px: Vec<f32> = (0..2 * 3 * 4 * 4).map(|i| if i % 48 == 0 { 1.0 + (i / 48) as f32 } else { 0.5 }).collect();
+    write_workload(&sp.workload, &Batch::image(2, [3, 4, 4], px)).unwrap();
+    let rq = write_request(&d, "slow:0", timing(1, 3, 0.0, 5.0), vec![sp.clone()], None, Some("image"));
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["status"], "ok", "{s}");
+    assert_eq!((s["batch"].as_u64(), s["seq"].as_u64()), (Some(2), Some(4)));
+    let e = read_embeddings(&sp.embeddings).unwrap();
+    assert_eq!((e.rows, e.dim), (2, 4));
+    assert_eq!((e.row(0)[0], e.row(1)[0]), (1.0, 2.0));
+
+    // The workload must match the tower: an image workload for a text model
+    // (and a text workload for an image model) fails that shape.
+    let rq = write_request(&d, "slow:0", timing(0, 1, 0.0, 5.0), vec![sp.clone()], None, None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["status"], "failed");
+    assert!(s["error"].as_str().unwrap().contains("pixel_values"), "{s}");
+    let tp = spec(&d, "txt", 1, 2, None);
+    write_workload(&tp.workload, &Batch::text(1, 2, vec![1, 2], vec![1, 1], vec![2])).unwrap();
+    let rq = write_request(&d, "slow:0", timing(0, 1, 0.0, 5.0), vec![tp], None, Some("image"));
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let s = &read_json(&rs)["shapes"][0];
+    assert_eq!(s["status"], "failed");
+    assert!(s["error"].as_str().unwrap().contains("no pixel_values"), "{s}");
+}
+
+#[test]
+fn null_rust_runs_image_and_corpus_workloads() {
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path("result.schema.json")).unwrap()).unwrap();
+    let d = scratch("null-rust");
+    let img = spec(&d, "img", 2, 8, None);
+    write_workload(&img.workload, &Batch::image(2, [3, 8, 8], vec![0.5; 2 * 3 * 64])).unwrap();
+    let cor = spec(&d, "cor", 3, 4, Some("throughput"));
+    write_corpus(&cor.workload, &corpus_batches(), None).unwrap();
+    let txt = spec(&d, "txt", 2, 3, None);
+    write_workload(&txt.workload, &corpus_batches()[0]).unwrap();
+    let mut t = timing(2, 10, 0.0, 5.0);
+    t.max_calls = Some(1000);
+    t.target_ci = Some(0.5);
+    let bin = env!("CARGO_BIN_EXE_embedperf-null-rust");
+    for (name, specs, modality) in [("img", vec![img], Some("image")), ("text", vec![txt, cor], None)] {
+        let rq = write_request(&d, "null-rust", t, specs, None, modality);
+        let rs = d.join(format!("{name}.result.json"));
+        let st = std::process::Command::new(bin).arg("--request").arg(&rq).arg("--result").arg(&rs).status().unwrap();
+        assert!(st.success(), "{name}: {st}");
+        let r = read_json(&rs);
+        check_required(&schema, &r, name);
+        for s in r["shapes"].as_array().unwrap() {
+            assert_eq!(s["status"], "ok", "{s}");
+            let rows = if s["scenario"] == "throughput" { 6 } else { s["batch"].as_u64().unwrap() as usize };
+            let e = read_embeddings(s["embeddings"].as_str().unwrap()).unwrap();
+            assert_eq!((e.rows, e.dim), (rows, 4));
+            assert!(e.data.iter().all(|&x| x == 0.0));
+        }
     }
 }

@@ -4,6 +4,10 @@
 //! (on the first call of that shape): crash = abort (SIGABRT), hang = sleep
 //! forever, exit = exit code 3 without writing, oom = allocate and touch
 //! memory in 64 MiB chunks without bound.
+//!
+//! Text, image (`pixel_values`) and corpus (`scenario: throughput`) workloads
+//! are all read by the harness; a call returns zeros [rows of the batch,
+//! output_dim] whatever the batch holds.
 
 use std::process::ExitCode;
 
