@@ -231,8 +231,7 @@ def zero_shot_note(rows: list[dict]) -> str | None:
     r = next((r for r in rows if r.get("zero_shot_max_abs_prob_diff") is not None), None)
     if r is None:
         return None
-    what = (f"{r['zero_shot_captions']} captions × {r['zero_shot_images']} images, "
-            if r.get("zero_shot_captions") and r.get("zero_shot_images") else "")
+    what = "each batch's captions × its images (the same batch size), "
     rule = f"{r['zero_shot_rule']} probabilities" if r.get("zero_shot_rule") else "probabilities"
     limit = f"; a cell fails above {r['zero_shot_limit']:g}" if r.get("zero_shot_limit") is not None else ""
     return (f"zero-shot: {what}{rule} from the runtime's own text and image embeddings against those of the "
