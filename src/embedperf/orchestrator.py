@@ -77,12 +77,12 @@ class Shape:
     seq: int
     order: str | None = None  # throughput: sorted | unsorted
 
-    def label(self) -> str:
+    def label(self, tower: bool = False) -> str:
         if self.order:
             return f"b{self.batch} corpus {self.order}"
         if self.modality == "image":
             return f"b{self.batch} image {self.seq}px"
-        return f"b{self.batch} s{self.seq}" + (" text" if self.modality == "text" and self.seq in (64, 77) else "")
+        return f"b{self.batch} s{self.seq}" + (" text" if tower else "")
 
 
 @dataclass(frozen=True)
@@ -172,24 +172,20 @@ class Orchestrator:
             return
         if not languages:
             return
-        default = get_model(DEFAULT_MODEL)
-        load = workload.ensure(default, "package", 1, 16, workloads_dir())
+        plan = ModelPlan(ModelChoice(DEFAULT_MODEL, "package"), get_model(DEFAULT_MODEL))
+        load = workload.ensure(plan.spec, "package", 1, 16, workloads_dir())
         for lang in languages:
             runtime = RUNTIMES[NULL_OF_LANGUAGE[lang]]
             if availability(runtime):
                 continue
-            request = {
-                "protocol": PROTOCOL_VERSION, "runtime": runtime.name,
-                "model": {"name": default.name, "family": default.family, "pooling": default.pooling,
-                          "normalize": True, "dense": [], "output_dim": default.output_dim, "truncate_dim": None},
-                "artifact": {"format": "none", "path": ""},
-                "shapes": [{"batch": 1, "seq": 16, "workload": str(load.path),
-                            "embeddings": str(self.run_dir / "work" / f"overhead-{lang}.safetensors")}],
-                "device": "cpu", "precision": "fp32", "threads": {"intra_op": 1, "inter_op": 1},
-                "timing": {"warmup": 100, "min_calls": 5000, "min_seconds": 0.2, "max_seconds": 2.0,
-                           "max_calls": 20000, "target_ci": None},
-                "onnxruntime": None, "fault": None,
-            }
+            shape = {"batch": 1, "seq": 16, "workload": str(load.path),
+                     "embeddings": str(self.run_dir / "work" / f"overhead-{lang}.safetensors")}
+            request = self.request(plan, runtime, [shape])
+            # many short calls on one thread: the harness's own cost, not the stopping rule's
+            request["threads"] = {"intra_op": 1, "inter_op": 1}
+            request["timing"] = {"warmup": 100, "min_calls": 5000, "min_seconds": 0.2, "max_seconds": 2.0,
+                                 "max_calls": 20000, "target_ci": None}
+            request["device"], request["fault"] = "cpu", None
             outcome = launch(runtime, request, self.run_dir / "work", f"overhead-{lang}", 120, None, thread_env(1))
             shapes = (outcome.result or {}).get("shapes") or []
             if outcome.returncode == 0 and shapes and shapes[0].get("samples_ns"):
@@ -466,7 +462,8 @@ class Orchestrator:
             self.on_cell(path)
         self.progress.advance()
         median = doc["summary"]["median_ms"] if doc["summary"] else None
-        line = f"  [{len(self.written)}/{self.total - self.kept}] {x.label()} {runtime.name}: {doc['status']}"
+        line = (f"  [{len(self.written)}/{self.total - self.kept}] {x.label(spec.multimodal)} {runtime.name}: "
+                f"{doc['status']}")
         if x.order and doc["summary"]:
             line += f"  {doc['summary']['items_per_s']:.1f} items/s, {doc['summary']['tokens_per_s']:.0f} tokens/s"
         elif median is not None:

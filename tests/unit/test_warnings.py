@@ -1,9 +1,8 @@
 """Cell warnings from hand-made samples."""
 
-import numpy as np
 import pytest
 
-from embedperf.measure.warnings import (check_cell, check_samples, ci_within, drift, modified_z_scores,
+from embedperf.measure.warnings import (check_cell, check_samples, drift, modified_z_scores,
                                         null_overheads, outliers)
 
 MS = 1_000_000
@@ -83,16 +82,6 @@ def test_harness_overhead():
     x = [40_000] * 5  # 40 µs per call
     assert "harness overhead" in kinds(check_samples(x, null_overhead_ns=5_000))  # 40 < 50 µs
     assert "harness overhead" not in kinds(check_samples(x, null_overhead_ns=3_000))
-
-
-def test_ci_within_stopping_rule():
-    rng = np.random.default_rng(0)
-    tight = (MS * (1 + 0.002 * rng.standard_normal(200))).astype(np.int64)
-    wide = (MS * (1 + 0.2 * rng.standard_normal(20))).astype(np.int64)
-    assert ci_within(tight, rel=0.01)
-    assert not ci_within(wide, rel=0.01)
-    assert ci_within(wide, rel=0.5)
-    assert not ci_within([MS, MS])  # too few samples to say
 
 
 def _doc(runtime, language, samples, first_call_s=0.001, load=0.1, cpus=2):

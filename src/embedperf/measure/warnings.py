@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from embedperf.measure.stats import BOOTSTRAP_RESAMPLES, Stats, bootstrap_ci
+from embedperf.measure.stats import Stats
 
 MODIFIED_Z_THRESHOLD = 3.5
 OUTLIER_MIN_SAMPLES = 5  # below this a median absolute deviation says little: nothing is flagged
@@ -60,17 +60,6 @@ def drift(samples) -> float | None:
     third = x.size // 3
     first, last = np.median(x[:third]), np.median(x[-third:])
     return float(last / first - 1.0) if first > 0 else None
-
-
-def ci_within(samples_ns, rel: float = 0.01, confidence: float = 0.95,
-              resamples: int = BOOTSTRAP_RESAMPLES) -> bool:
-    """Stopping rule: True once the bootstrap CI of the median lies within ±rel of the median."""
-    x = np.asarray(samples_ns, dtype=np.float64)
-    if x.size < 3:
-        return False
-    med = float(np.median(x))
-    low, high = bootstrap_ci(x, confidence=confidence, resamples=resamples)
-    return med * (1.0 - rel) <= low and high <= med * (1.0 + rel)
 
 
 def _time(ns: float) -> str:

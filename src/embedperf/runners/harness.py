@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from embedperf.measure.stoprule import CheckSchedule, within
+from embedperf.measure.stoprule import CheckSchedule
 from embedperf.protocol import PROTOCOL_VERSION, write_json_atomic
 
 
@@ -131,11 +131,9 @@ def timing_loop(call, timing: dict, clock=time.perf_counter_ns) -> Loop:
             if schedule is None:
                 rule = "min_reached"
                 break
-            if schedule.due(n):
-                schedule.checked(n)
-                if within(samples, target):
-                    rule = "ci_reached"
-                    break
+            if schedule.check(samples, target):
+                rule = "ci_reached"
+                break
         if elapsed >= max_ns:
             rule = "time_cap"
             break
