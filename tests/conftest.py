@@ -14,9 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 # Quick timing for tests: the behaviour is under test here, not the speed.
-# (--target-ci 0: stop at min_calls; the stopping rule has tests of its own)
+# (--target-ci 0: stop at min_calls; --forks 1: one runner process per cell. The stopping rule and the
+# forks have tests of their own.)
 FAST = ["--warmup", "1", "--min-calls", "3", "--min-seconds", "0", "--max-seconds", "30", "--target-ci", "0",
-        "--no-calibrate"]
+        "--no-calibrate", "--forks", "1"]
 
 
 def shared_models() -> Path:

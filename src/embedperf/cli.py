@@ -61,6 +61,9 @@ def run(
     precision: str = typer.Option("fp32", help="fp32 (default), fp16 or bf16: never chosen silently."),
     threads: Optional[int] = typer.Option(None, help="Intra-op threads (default: the CPUs this process may use)."),
     truncate_dim: Optional[int] = typer.Option(None, help="Matryoshka: keep this many dims, then re-normalize."),
+    forks: Optional[int] = typer.Option(None, help="Separate runner processes per cell, run interleaved with the "
+                                        "other cells' (default 3 for latency, 2 for throughput): one process is "
+                                        "one draw of the machine's fast or slow mode."),
     warmup: int = typer.Option(3, help="Untimed warm-up calls per shape (the first is reported as first call)."),
     min_calls: int = typer.Option(10, help="Timed calls per shape, at least."),
     min_seconds: float = typer.Option(2.0, help="Seconds of timed calls per shape, at least."),
@@ -88,7 +91,8 @@ def run(
     else:
         choice = specs.model_choice(model, source, path, revision, truncate_dim)
         timing = specs.Timing(warmup=warmup, min_calls=min_calls, min_seconds=min_seconds, max_seconds=max_seconds,
-                              load_timeout=load_timeout, grace=grace, target_ci=target_ci or None)
+                              load_timeout=load_timeout, grace=grace, target_ci=target_ci or None,
+                              forks=forks)
         run_doc = specs.build([choice], runtimes, batch, seq, device, precision, threads, timing, memory_limit_mb,
                               fault, fault_at_shape, scenario=scenario, images=str(images) if images else None,
                               corpus=specs.Corpus(items=corpus_items), calibrate=calibrate_machine)

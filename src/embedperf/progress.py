@@ -1,4 +1,4 @@
-"""Progress of a long run: cells done, the current cell, time left.
+"""Progress of a long run: steps done (runner loads and fork-shapes), the current runner, time left.
 
 On a terminal, a rich progress bar stays at the bottom while the run's lines scroll above it; when
 output goes to a file or a pipe (CI logs, `tee`), plain lines only, each cell line carrying the
@@ -22,7 +22,11 @@ def _duration(seconds: float) -> str:
 
 
 class Progress:
-    """Counts cells as they are stored and estimates the time left from the pace so far."""
+    """Counts steps as they finish and estimates the time left from the pace so far.
+
+    A run's work is known model by model (a model's schedule of forks is planned once it is
+    prepared), so the total grows with `extend` as models start and shrinks for forks not needed.
+    """
 
     def __init__(self, say=print, stream=None):
         self._plain_say = say
@@ -44,17 +48,17 @@ class Progress:
             self._plain_say(message)
 
     @contextlib.contextmanager
-    def running(self, total: int):
-        """Show progress for `total` cells while the block runs."""
+    def running(self, total: int, unit: str = "cells"):
+        """Show progress for `total` steps (more may be added with `extend`) while the block runs."""
         self.total, self.done, self.started = total, 0, time.monotonic()
-        if not self.interactive or total <= 0:
+        if not self.interactive:
             yield self
             return
         from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
         from rich.progress import Progress as RichProgress
 
         bar = RichProgress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("cells"), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                           TextColumn(unit), TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
                            transient=False)
         with bar:
             self._bar, self._task = bar, bar.add_task("starting", total=total)
@@ -68,14 +72,23 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, description=label)
 
-    def advance(self) -> None:
-        self.done += 1
+    def extend(self, steps: int) -> None:
+        """Add steps to the total (negative: steps that turned out not to be needed)."""
+        self.total = max(self.done, self.total + steps)
         if self._bar is not None:
-            self._bar.update(self._task, advance=1)
+            self._bar.update(self._task, total=self.total)
+
+    def advance(self, steps: int = 1) -> None:
+        self.done += steps
+        if self._bar is not None:
+            self._bar.update(self._task, advance=steps)
 
     def eta(self) -> str | None:
-        """Estimated time left, from the average time per cell so far (None before the first cell)."""
+        """Estimated time left, from the average time per step so far (None before the first step).
+
+        Steps are runner loads and fork-shapes: close enough in cost within a model to pace a run,
+        and the estimate says "about"."""
         if not self.started or not self.done or self.done >= self.total:
             return None
-        per_cell = (time.monotonic() - self.started) / self.done
-        return f"about {_duration(per_cell * (self.total - self.done))}"
+        per_step = (time.monotonic() - self.started) / self.done
+        return f"about {_duration(per_step * (self.total - self.done))}"

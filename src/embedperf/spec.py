@@ -33,6 +33,9 @@ class Timing:
     max_calls: int = 20000  # bounds the raw samples of very fast calls (the null runners)
     # stop once the 95% bootstrap CI of the median is within ±target_ci of it (0 or None: at min_calls/min_seconds)
     target_ci: float | None = 0.01
+    # separate runner processes per cell (None: 3 for latency, 2 for throughput; see orchestrator/plan.py)
+    forks: int | None = None
+    schedule_seed: int = 0  # seeds the interleaved order of the forks
     load_timeout: float = 600.0  # seconds a runner may take to load
     grace: float = 120.0  # per shape, beyond max_seconds, for warm-up and writing
 
@@ -202,6 +205,9 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
     timing = timing or Timing()
     if timing.target_ci is not None and not (0 <= timing.target_ci < 1):
         raise SpecError(f"--target-ci must be in [0, 1) (0: off), got {timing.target_ci}")
+    if timing.forks is not None and (isinstance(timing.forks, bool) or not isinstance(timing.forks, int)
+                                     or timing.forks < 1):
+        raise SpecError(f"forks must be a positive integer, got {timing.forks!r}")
     if (timing.max_seconds <= 0 or timing.min_calls < 1 or timing.warmup < 0 or timing.min_seconds < 0
             or timing.max_calls < timing.min_calls):
         raise SpecError("timing: need warmup >= 0, min_calls >= 1, min_seconds >= 0, max_seconds > 0, "

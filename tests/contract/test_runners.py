@@ -17,7 +17,7 @@ MINILM = ("sentence-transformers/all-MiniLM-L6-v2", "package")
 
 
 def runner_result(run_dir, runtime):
-    files = [p for p in (run_dir / "work").glob(f"*__{runtime}.result.json")]
+    files = [p for p in (run_dir / "work").glob(f"*__{runtime}__f0.result.json")]
     assert files, f"no result file for {runtime}"
     return json.loads(files[0].read_text()), json.loads(files[0].with_name(
         files[0].name.replace(".result.", ".request.")).read_text())
@@ -63,7 +63,8 @@ def test_every_cell_is_a_self_describing_document(runtime, matrix):
         assert doc["machine"]["cpu_model"] and doc["machine"]["cpus_available"] >= 1
         assert doc["versions"]["framework"]["name"]
         assert doc["spec"]["threads"]["inter_op"] == 1 and doc["spec"]["precision"] == "fp32"
-        assert len(doc["raw"]["samples_ns"]) == doc["summary"]["n"]
+        assert len(doc["forks"]) == doc["summary"]["forks"] == 1
+        assert len(doc["forks"][0]["samples_ns"]) == doc["summary"]["n"]
         assert doc["summary"]["ci_low_ms"] <= doc["summary"]["median_ms"] <= doc["summary"]["ci_high_ms"]
 
 

@@ -55,20 +55,18 @@ def test_onnxruntime_bindings_agree_with_each_other(model, source, matrix):
 
 def test_a_failed_parity_is_a_failed_cell_that_keeps_its_timings(matrix, tmp_path):
     """Feed the orchestrator's parity check a wrong reference: the cell must fail but keep its samples."""
-    from embedperf.orchestrator import Orchestrator
-    from embedperf.spec import build, model_choice
+    from embedperf.orchestrator.analyse import compare_output, parity_failure
 
     run_dir, _ = matrix(*CASES[0])
     doc = json.loads(next(run_dir.glob("*__onnxruntime-python__*b3__s24.json")).read_text())
-    orch = Orchestrator.__new__(Orchestrator)
-    orch.spec = build([model_choice(*CASES[0])], "torch", "3", "24")
     wrong = tmp_path / "wrong.safetensors"
     from safetensors.numpy import save_file
 
     emb_file = next((run_dir / "embeddings").glob("*__onnxruntime-python__*b3__s24.safetensors"))
     good = load_file(str(emb_file))["sentence_embedding"]
     save_file({"sentence_embedding": good[::-1].copy()}, str(wrong))
-    p = orch.parity({"embeddings": str(emb_file)}, wrong)
+    p = compare_output(str(emb_file), load_file(str(wrong))["sentence_embedding"])
     assert p["min_cosine"] < 0.9999
-    assert orch.parity_failure(p).startswith("parity: min cosine")
-    assert doc["raw"]["samples_ns"]
+    assert parity_failure(p, "fp32").startswith("parity: min cosine")
+    assert parity_failure(p, "bf16") is None  # reduced precisions have floors of their own
+    assert doc["forks"][0]["samples_ns"]

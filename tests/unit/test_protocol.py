@@ -4,7 +4,8 @@ import jsonschema
 import pytest
 
 from embedperf.models.registry import get_model
-from embedperf.orchestrator import ModelPlan, Orchestrator
+from embedperf.orchestrator.execute import Executor
+from embedperf.orchestrator.plan import ModelPlan
 from embedperf.protocol import validate
 from embedperf.runners.registry import get_runtime
 from embedperf.spec import build, model_choice
@@ -13,10 +14,9 @@ from embedperf.spec import build, model_choice
 def a_request(runtime="null"):
     choice = model_choice("all-MiniLM-L6-v2", "package")
     spec = build([choice], runtime, "1", "16")
-    orch = Orchestrator.__new__(Orchestrator)
-    orch.spec, orch.threads = spec, 2
+    executor = Executor(spec, None, 2, print)
     shapes = [{"batch": 1, "seq": 16, "workload": "/w.safetensors", "embeddings": "/e.safetensors"}]
-    return orch.request(ModelPlan(choice, get_model(choice.name)), get_runtime(runtime), shapes)
+    return executor.request(ModelPlan(choice, get_model(choice.name)), get_runtime(runtime), shapes)
 
 
 def test_orchestrator_requests_validate():

@@ -2,8 +2,7 @@
 
 import pytest
 
-from embedperf.measure.warnings import (check_cell, check_samples, drift, modified_z_scores,
-                                        null_overheads, outliers)
+from embedperf.measure.warnings import check_samples, drift, modified_z_scores, outliers
 
 MS = 1_000_000
 
@@ -82,22 +81,3 @@ def test_harness_overhead():
     x = [40_000] * 5  # 40 µs per call
     assert "harness overhead" in kinds(check_samples(x, null_overhead_ns=5_000))  # 40 < 50 µs
     assert "harness overhead" not in kinds(check_samples(x, null_overhead_ns=3_000))
-
-
-def _doc(runtime, language, samples, first_call_s=0.001, load=0.1, cpus=2):
-    return {"schema": "embedperf/cell/1", "status": "ok",
-            "spec": {"runtime": runtime, "language": language},
-            "raw": {"samples_ns": samples, "warmup_ns": []},
-            "summary": {"first_call_s": first_call_s},
-            "machine": {"load_average": [load, load, load], "cpus_available": cpus}}
-
-
-def test_check_cell_reads_the_document_and_null_overheads():
-    cells = [_doc("null", "python", [10_000, 12_000, 11_000]), _doc("null-rust", "rust", [300, 310, 320]),
-             _doc("torch", "python", [80_000] * 6, first_call_s=0.0005, load=3.0)]
-    over = null_overheads(cells)
-    assert over == {"python": 11_000, "rust": 310}
-    r = check_cell(cells[2], over)
-    assert set(kinds(r)) == {"harness overhead", "busy machine"}
-    # a null runner is never compared with itself
-    assert "harness overhead" not in kinds(check_cell(cells[0], over))

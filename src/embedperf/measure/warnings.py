@@ -27,7 +27,6 @@ FIRST_CALL_FACTOR = 10.0
 DRIFT_MAX = 0.05
 BUSY_LOAD_SHARE = 0.5
 OVERHEAD_FACTOR = 10.0
-NULL_RUNTIMES = ("null", "null-rust", "null-cpp")
 
 
 def modified_z_scores(samples) -> np.ndarray:
@@ -115,28 +114,3 @@ def check_samples(samples_ns, first_call_s: float | None = None, load_average_1m
                                                f"harness is a visible part of this figure",
                            null_overhead_ns=null_overhead_ns))
     return result
-
-
-def null_overheads(cells: list[dict]) -> dict[str, float]:
-    """Per-call harness overhead (ns) of each language: the smallest median among the null runners' ok cells."""
-    out: dict[str, float] = {}
-    for doc in cells:
-        spec = doc.get("spec") or {}
-        samples = (doc.get("raw") or {}).get("samples_ns")
-        if spec.get("runtime") in NULL_RUNTIMES and doc.get("status") == "ok" and samples:
-            lang = spec.get("language") or "python"
-            med = float(np.median(samples))
-            out[lang] = min(out.get(lang, med), med)
-    return out
-
-
-def check_cell(doc: dict, null_overhead_ns_by_language: dict[str, float] | None = None, **thresholds) -> dict:
-    """check_samples on a stored cell document (results/store.py structure)."""
-    raw, summary = doc.get("raw") or {}, doc.get("summary") or {}
-    machine, spec = doc.get("machine") or {}, doc.get("spec") or {}
-    load = machine.get("load_average") or [None]
-    overhead = None
-    if spec.get("runtime") not in NULL_RUNTIMES and null_overhead_ns_by_language:
-        overhead = null_overhead_ns_by_language.get(spec.get("language") or "python")
-    return check_samples(raw.get("samples_ns") or [], summary.get("first_call_s"), load[0],
-                         machine.get("cpus_available"), overhead, **thresholds)

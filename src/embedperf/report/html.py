@@ -102,45 +102,14 @@ def profile_for(cells: list[dict]) -> dict | None:
 
 
 def _warnings(cells: list[dict]) -> list[tuple[str, str]]:
-    """(cell, message) for every stored warning, plus those `measure.warnings` finds in the raw samples now.
-
-    A throughput cell is checked on its whole corpus passes (its single calls differ in shape by design), as
-    the orchestrator does; a run's own harness overhead (null runners at its start) stands in for null cells.
-    """
-    from embedperf.measure.warnings import check_cell, null_overheads
-
-    docs = [c for c in cells if "schema" in c]
-    overheads = {}
-    for d in docs:
-        overheads.update({k: v for k, v in (d.get("harness_overhead_ns") or {}).items() if k not in overheads})
-    overheads.update(null_overheads(docs))
+    """(cell, message) for every warning the cells carry (the orchestrator's analysis of each fork and of
+    the forks together; the report adds none of its own)."""
     rows = with_shapes([_row(c) for c in cells])
-    out, busy_runs = [], set()
-    for c, r in zip(cells, rows):
+    out = []
+    for r in rows:
         name = f"{r['model'].split('/')[-1]} {r['runtime']} {r['shape']}"
-        kinds = set()
         for w in r.get("warnings") or []:
-            msg = w if isinstance(w, str) else w.get("message", str(w))
-            kinds.add(msg.split(":", 1)[0])
-            out.append((name, msg))
-        if "schema" in c and r["status"] == "ok" and (c.get("raw") or {}).get("samples_ns"):
-            doc = c
-            if r.get("order"):
-                passes = (c.get("raw") or {}).get("passes_ns")
-                if not passes:
-                    continue
-                doc = {**c, "raw": {**c["raw"], "samples_ns": passes},
-                       "summary": {**(c.get("summary") or {}), "first_call_s": None}}
-            for w in check_cell(doc, overheads)["warnings"]:
-                if w["kind"] in kinds:
-                    continue
-                if w["kind"] == "busy machine":  # a fact of the run, said once
-                    if r["run_id"] in busy_runs:
-                        continue
-                    busy_runs.add(r["run_id"])
-                    out.append((f"run {r['run_id']}", w["message"] + " (found by the report)"))
-                    continue
-                out.append((name, w["message"] + " (found by the report)"))
+            out.append((name, w if isinstance(w, str) else w.get("message", str(w))))
     return out
 
 

@@ -1,29 +1,33 @@
 """Compare two sets of cell documents (A = baseline, B = candidate): median ratio B/A with a bootstrap CI.
 
-A pair of cells matches on (model, source, runtime, precision, device, scenario, modality, order, batch, seq,
-truncate_dim). The ratio is median(B) / median(A) of the kept raw samples; its 95% interval
-resamples both sides (`measure.stats.ratio_ci`). A change is *significant* only when that whole
+A pair of cells matches on (model, source, runtime, precision, device, threads, scenario, modality, order,
+batch, seq, truncate_dim). The ratio is the cell figure of B over A's — the median of the fork
+medians of calls (latency) or of whole corpus passes (throughput) — and its 95% interval comes
+from the two-level bootstrap of each side (`measure.stats.ratio_ci`): it spans the process-to-process
+spread, not only the noise inside one process. A change is *significant* only when that whole
 interval lies outside [1 − threshold, 1 + threshold]: a difference smaller than the threshold, or one
-the samples cannot pin down, is reported as such and never as a regression.
+the forks cannot pin down, is reported as such and never as a regression.
 """
 
 from __future__ import annotations
 
 from embedperf.measure.stats import ratio_ci
+from embedperf.results.store import fork_series
 
-KEY_FIELDS = ("model", "source", "runtime", "precision", "device", "scenario", "modality", "order", "batch", "seq",
-              "truncate_dim")
+KEY_FIELDS = ("model", "source", "runtime", "precision", "device", "threads", "scenario", "modality", "order",
+              "batch", "seq", "truncate_dim")
 
 
 def cell_key(doc: dict) -> tuple:
     spec = doc["spec"]
-    return tuple(spec.get(k) for k in KEY_FIELDS)
+    return tuple((spec.get("threads") or {}).get("intra_op") if k == "threads" else spec.get(k) for k in KEY_FIELDS)
 
 
-def _samples(doc: dict | None) -> list[int] | None:
+def _samples(doc: dict | None) -> list[list[int]] | None:
+    """The forks' series of an ok cell (calls, or passes for throughput), or None."""
     if doc is None or doc.get("status") != "ok":
         return None
-    return (doc.get("raw") or {}).get("samples_ns") or None
+    return fork_series(doc) or None
 
 
 def _index(cells: list[dict]) -> dict[tuple, dict]:
@@ -66,7 +70,8 @@ def compare(cells_a: list[dict], cells_b: list[dict], threshold: float = 0.05) -
             ratio, low, high = ratio_ci(sb, sa)
             slower, faster = low > 1 + threshold, high < 1 - threshold
             row.update({
-                "median_a_ms": _median_ms(sa), "median_b_ms": _median_ms(sb), "n_a": len(sa), "n_b": len(sb),
+                "median_a_ms": a["summary"]["median_ms"], "median_b_ms": b["summary"]["median_ms"],
+                "forks_a": len(sa), "forks_b": len(sb), "of": "passes" if a["spec"].get("order") else "calls",
                 "ratio": ratio, "ci_low": low, "ci_high": high, "change_pct": (ratio - 1) * 100,
                 "significant": slower or faster, "slower": slower, "faster": faster,
                 "verdict": "slower" if slower else "faster" if faster else "no significant change",
@@ -75,13 +80,6 @@ def compare(cells_a: list[dict], cells_b: list[dict], threshold: float = 0.05) -
                 row["note"] = "different machine or thread budget"
         rows.append(row)
     return rows
-
-
-def _median_ms(samples) -> float:
-    s = sorted(samples)
-    n = len(s)
-    mid = s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2
-    return mid / 1e6
 
 
 def fail_above(rows: list[dict], pct: float) -> bool:
@@ -97,20 +95,23 @@ def render_markdown(rows: list[dict], threshold: float = 0.05) -> str:
     """A Markdown table of compare() rows, with a line saying how to read it."""
     if not rows:
         return "_no cells to compare_\n"
-    lines = [f"B/A = median(B) / median(A) of the raw samples; 95% bootstrap CI resampling both sides; "
-             f"significant when the CI lies wholly outside [{1 - threshold:.2f}, {1 + threshold:.2f}].", "",
-             "| model | runtime | precision | device | batch×seq | A median ms | B median ms | B/A | 95% CI | "
-             "change | verdict |",
-             "|---|---|---|---|---|---:|---:|---:|---:|---:|---|"]
+    lines = [f"B/A = each cell's median of fork medians (calls; whole passes for throughput); 95% CI from a "
+             f"two-level bootstrap of both sides (forks, then samples in each); significant when the CI lies wholly "
+             f"outside [{1 - threshold:.2f}, {1 + threshold:.2f}].", "",
+             "| model | runtime | precision | device | threads | batch×seq | forks A/B | A median ms | B median ms | "
+             "B/A | 95% CI | change | verdict |",
+             "|---|---|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        shape = f"{r['batch']}×{r['seq']}" + (f" d{r['truncate_dim']}" if r.get("truncate_dim") else "")
+        shape = (f"b{r['batch']} {r['order']} corpus" if r.get("order") else f"{r['batch']}×{r['seq']}") + (
+            f" d{r['truncate_dim']}" if r.get("truncate_dim") else "")
+        forks = f"{r['forks_a']}/{r['forks_b']}" if r.get("forks_a") else "–"
         ci = f"{r['ci_low']:.3f}–{r['ci_high']:.3f}" if r["ci_low"] is not None else "–"
         change = f"{r['change_pct']:+.1f}%" if r["change_pct"] is not None else "–"
         verdict = r["verdict"] + (" **!**" if r["slower"] else "")
         if r.get("note"):
             verdict += f" ({r['note']})"
         lines.append(f"| {str(r['model']).split('/')[-1]} ({r['source']}) | {r['runtime']} | {r['precision']} | "
-                     f"{r['device']} | {shape} | {_f(r['median_a_ms'], '.3f')} | {_f(r['median_b_ms'], '.3f')} | "
+                     f"{r['device']} | {_f(r['threads'], 'd')} | {shape} | {forks} | {_f(r['median_a_ms'], '.3f')} | {_f(r['median_b_ms'], '.3f')} | "
                      f"{_f(r['ratio'], '.3f')} | {ci} | {change} | {verdict} |")
     slower = sum(r["slower"] for r in rows)
     faster = sum(r["faster"] for r in rows)

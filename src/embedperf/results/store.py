@@ -6,14 +6,14 @@ import json
 import re
 from pathlib import Path
 
-CELL_SCHEMA = "embedperf/cell/1"
+CELL_SCHEMA = "embedperf/cell/2"  # 2: measured in forks (separate runner processes)
 
 
 def cell_id(model_slug: str, source: str, runtime: str, precision: str, device: str, scenario: str,
             batch: int, seq: int, truncate_dim: int | None = None, modality: str | None = None,
-            order: str | None = None) -> str:
-    """A file-safe name that is unique per cell of a run (towers and corpus orders are their own cells)."""
-    parts = [model_slug, source, runtime, precision, device, scenario]
+            order: str | None = None, threads: int | None = None) -> str:
+    """A file-safe name that is unique per cell of a run (towers, corpus orders and thread budgets are their own cells)."""
+    parts = [model_slug, source, runtime, precision, device] + ([f"t{threads}"] if threads else []) + [scenario]
     if modality:
         parts.append(modality)
     parts += [f"b{batch}", order if order else f"s{seq}"]
@@ -57,6 +57,13 @@ def load_cells(paths: list[Path]) -> list[dict]:
     return cells
 
 
+def fork_series(doc: dict) -> list[list[int]]:
+    """The series a cell's figure is the median of, one list per measured fork (ns): calls for the
+    latency scenario, whole passes for throughput. Empty for a cell that has none."""
+    key = "passes_ns" if (doc.get("spec") or {}).get("order") else "samples_ns"
+    return [f[key] for f in doc.get("forks") or [] if f.get("status") == "ok" and f.get(key)]
+
+
 def flatten(doc: dict) -> dict:
     """The flat view of a cell that `report --format json` prints."""
     spec, summary, parity = doc["spec"], doc.get("summary") or {}, doc.get("parity") or {}
@@ -83,6 +90,8 @@ def flatten(doc: dict) -> dict:
         "ci_low_ms": summary.get("ci_low_ms"),
         "ci_high_ms": summary.get("ci_high_ms"),
         "n": summary.get("n"),
+        "forks": summary.get("forks"),
+        "fork_medians_ms": summary.get("fork_medians_ms"),
         "items_per_s": summary.get("items_per_s"),
         "tokens_per_s": summary.get("tokens_per_s"),
         "padding_waste": summary.get("padding_waste"),

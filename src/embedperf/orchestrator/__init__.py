@@ -1,0 +1,324 @@
+"""Run a matrix: plan cells and their forks, execute them interleaved, analyse each cell, store it.
+
+Three jobs, one module each: `plan` (cells -> fork schedule), `execute` (prepare, workloads, the
+reference pass, launching runner processes and keeping each fork's record), `analyse` (a cell
+document from its forks: statistics, work, warnings, parity, zero-shot). This module only drives
+them. It never imports a framework: every model touch happens in a prepare or runner subprocess.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+import embedperf
+from embedperf.measure import calibrate
+from embedperf.measure.machine import available_cpus, machine_info, thread_env
+from embedperf.measure.stats import Stats
+from embedperf.models.registry import DEFAULT_MODEL, get_model
+from embedperf.orchestrator import analyse
+from embedperf.orchestrator.execute import Executor, ForkRecord, read_forks
+from embedperf.orchestrator.plan import ForkJob, Load, ModelPlan, Shape, fork_schedule, forks_of, shapes_for
+from embedperf.paths import workloads_dir
+from embedperf.progress import Progress
+from embedperf.protocol import write_json_atomic
+from embedperf.results.store import cell_id, existing_cells
+from embedperf.runners.launch import launch
+from embedperf.runners.registry import RUNTIMES, Runtime, availability
+from embedperf.spec import ModelChoice, RunSpec
+from embedperf.workload import captions
+from embedperf.workload import text as workload
+from embedperf.workload.image import ImageSourceError
+from embedperf.workload.text import ShapeError
+
+__all__ = ["Orchestrator", "ModelPlan", "Shape", "run_spec", "load_run_spec", "new_run_id"]
+
+# the null runner of each language: what a call of that language's harness costs by itself
+NULL_OF_LANGUAGE = {"python": "null", "rust": "null-rust", "cpp": "null-cpp"}
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def project_commit() -> dict:
+    """The git commit of the checkout embedperf runs from (and whether it has local changes)."""
+    root = Path(embedperf.__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": head or None, "dirty": bool(dirty) if head else None}
+
+
+class Orchestrator:
+    """Drives one run: every model's cells, their forks in interleaved order, one document per cell."""
+
+    def __init__(self, spec: RunSpec, results_root: Path, run_id: str | None = None, say=print, on_cell=None):
+        self.spec = spec
+        self.on_cell = on_cell  # called with each cell document's path as soon as it is written
+        self.run_id = run_id or new_run_id()
+        self.run_dir = results_root / self.run_id
+        self.threads = spec.threads or available_cpus()
+        self.forks = forks_of(spec)
+        # this machine's ceilings for the thread budget (measured once by ensure_profile when missing)
+        self.profile = calibrate.cached(self.threads)
+        self.facts = analyse.RunFacts(spec, self.run_id, self.threads, machine_info(), project_commit(), self.profile,
+                                      {}, self.forks, spec.timing.schedule_seed)
+        self.progress = Progress(say)
+        self.say = self.progress.say
+        self.executor = Executor(spec, self.run_dir, self.threads, self.say)
+        self.written: list[dict] = []
+        self.docs: dict[tuple, tuple[dict, Path]] = {}
+        self.closed: set[str] = set()  # ids of the cells written: no more forks for them
+
+    # -- the whole run -----------------------------------------------------------------
+    def run(self) -> list[dict]:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "work").mkdir(exist_ok=True)
+        run_doc = self.run_dir / "run.json"
+        if not run_doc.exists():
+            write_json_atomic(run_doc, {"run_id": self.run_id, "spec": self.spec.to_dict(),
+                                        "created": dt.datetime.now(dt.timezone.utc).isoformat()})
+        done = existing_cells(self.run_dir)
+        plans = [ModelPlan(choice, get_model(choice.name)) for choice in self.spec.models]
+        cells = sum(len(shapes_for(self.spec, p)) for p in plans) * len(self.spec.runtimes)
+        groups = sum(len({x.modality for x in shapes_for(self.spec, p)}) for p in plans) * len(self.spec.runtimes)
+        self.say(f"run {self.run_id}: {len(self.spec.models)} model(s) x {len(self.spec.runtimes)} runtime(s), "
+                 f"{cells} cell(s) x {self.forks} fork(s) = {groups * self.forks} runner process(es), "
+                 f"{self.spec.scenario} scenario, {self.threads} thread(s), {self.spec.precision}, "
+                 f"{self.spec.device}; results in {self.run_dir}")
+        if done:
+            self.say(f"resume: {len(done)} cell(s) already on disk are kept")
+        self.ensure_profile()
+        self.measure_overhead(run_doc)
+        with self.progress.running(0, unit="steps (loads + shapes x forks)"):
+            for index, plan in enumerate(plans):
+                self.run_model(plan, done, index)
+        return self.written
+
+    def ensure_profile(self) -> None:
+        """Calibrate once (peak matmul rate, bandwidth) when this machine has no profile for the thread budget."""
+        if self.profile or not self.spec.calibrate or self.spec.device != "cpu":
+            return
+        self.say(f"calibrate: no profile of this machine for {self.threads} thread(s) yet; measuring its peak "
+                 "fp32 matmul rate and memory bandwidth once (`embedperf calibrate` shows it)")
+        try:
+            self.profile = self.facts.profile = calibrate.load_or_calibrate(self.threads)
+            self.say("calibrate: " + calibrate.describe(self.profile).splitlines()[1])
+        except (RuntimeError, subprocess.SubprocessError) as e:
+            self.say(f"warning: calibration failed, cells get no share of peak: {e}".splitlines()[0])
+
+    def measure_overhead(self, run_doc: Path) -> None:
+        """Time each language's null runner briefly: the per-call cost of the harness itself, kept in run.json."""
+        languages = sorted({RUNTIMES[r].language for r in self.spec.runtimes if not RUNTIMES[r].is_null})
+        doc = json.loads(run_doc.read_text())
+        if doc.get("harness_overhead_ns"):
+            self.facts.overhead.update(doc["harness_overhead_ns"])
+            return
+        if not languages:
+            return
+        plan = ModelPlan(ModelChoice(DEFAULT_MODEL, "package"), get_model(DEFAULT_MODEL))
+        load = workload.ensure(plan.spec, "package", 1, 16, workloads_dir())
+        for lang in languages:
+            runtime = RUNTIMES[NULL_OF_LANGUAGE[lang]]
+            if availability(runtime):
+                continue
+            shape = {"batch": 1, "seq": 16, "workload": str(load.path),
+                     "embeddings": str(self.run_dir / "work" / f"overhead-{lang}.safetensors")}
+            request = self.executor.request(plan, runtime, [shape])
+            # many short calls on one thread: the harness's own cost, not the stopping rule's
+            request["threads"] = {"intra_op": 1, "inter_op": 1}
+            request["timing"] = {"warmup": 100, "min_calls": 5000, "min_seconds": 0.2, "max_seconds": 2.0,
+                                 "max_calls": 20000, "target_ci": None}
+            request["device"], request["fault"] = "cpu", None
+            outcome = launch(runtime, request, self.run_dir / "work", f"overhead-{lang}", 120, None, thread_env(1))
+            shapes = (outcome.result or {}).get("shapes") or []
+            if outcome.returncode == 0 and shapes and shapes[0].get("samples_ns"):
+                self.facts.overhead[lang] = float(Stats(tuple(shapes[0]["samples_ns"])).median_ms * 1e6)
+        if self.facts.overhead:
+            self.say("harness overhead per call: " + ", ".join(f"{k} {v / 1e3:.2f} µs"
+                                                               for k, v in self.facts.overhead.items()))
+            doc["harness_overhead_ns"] = self.facts.overhead
+            write_json_atomic(run_doc, doc)
+
+    # -- the cells of one model --------------------------------------------------------
+    def cell_id(self, plan: ModelPlan, runtime: str, x: Shape) -> str:
+        c = plan.choice
+        return cell_id(plan.spec.slug, c.source, runtime, self.spec.precision, self.spec.device, self.spec.scenario,
+                       x.batch, x.seq, c.truncate_dim, modality=x.modality if plan.spec.multimodal else None,
+                       order=x.order, threads=self.threads)
+
+    def run_model(self, plan: ModelPlan, done: set[str], index: int) -> None:
+        shapes = shapes_for(self.spec, plan)
+        ids = {(r, x): self.cell_id(plan, r, x) for r in self.spec.runtimes for x in shapes}
+        todo = {r: [x for x in shapes if ids[(r, x)] not in done] for r in self.spec.runtimes}
+        todo = {r: xs for r, xs in todo.items() if xs}
+        if not todo:
+            return
+        runnable = {}
+        for name, xs in todo.items():
+            runtime = RUNTIMES[name]
+            reason = availability(runtime)
+            if reason is None and self.spec.device.split(":")[0] not in runtime.devices:
+                reason = f"{name} does not run on {self.spec.device}"
+            if reason:
+                for x in xs:
+                    self.finish(plan, runtime, x, ids[(name, x)], "skipped", reason, [])
+            else:
+                runnable[name] = xs
+        formats = {RUNTIMES[r].artifact for r in runnable} - {"none"}
+        if formats:
+            self.executor.prepare(plan, formats)
+        needed = list(dict.fromkeys(x for xs in runnable.values() for x in xs))
+        try:
+            loads = {x: self.executor.workload(plan, x) for x in needed}
+        except (ImageSourceError, ShapeError, captions.TokenizerError) as e:
+            plan.error, loads = str(e), {}
+            self.say(f"error: {e}")
+        references = self.executor.reference_pass(plan, loads) if formats and not plan.error else {}
+        groups: dict[tuple[str, str], list[Shape]] = {}
+        for name, xs in runnable.items():
+            if plan.error and (RUNTIMES[name].artifact != "none" or not loads):
+                for x in xs:
+                    self.finish(plan, RUNTIMES[name], x, ids[(name, x)], "failed", plan.error, [], loads.get(x))
+                continue
+            for x in xs:
+                groups.setdefault((name, x.modality), []).append(x)
+        kept = {(r, x): read_forks(self.run_dir, ids[(r, x)]) for (r, _), xs in groups.items() for x in xs}
+        schedule = fork_schedule(groups, self.forks, self.spec.timing.schedule_seed + index,
+                                 needed=lambda r, x, f: f not in kept[(r, x)])
+        self.progress.extend(sum(len(job.shapes) + 1 for job in schedule))
+        records = {key: dict(recs) for key, recs in kept.items()}
+        for key, recs in records.items():  # cells an interrupted run had finished all forks of
+            self.maybe_finish(plan, key, recs, ids, loads, references)
+        for position, job in enumerate(schedule):
+            live = tuple(x for x in job.shapes if ids[(job.runtime, x)] not in self.closed)
+            if len(live) < len(job.shapes):
+                self.progress.extend(-(len(job.shapes) - len(live)) - (0 if live else 1))
+            if not live:
+                continue
+            job = ForkJob(job.runtime, job.modality, job.fork, job.forks, live)
+            self.progress.current(f"fork {job.fork + 1}/{job.forks} {job.runtime}: {plan.spec.slug}"
+                                  + (f" {job.modality} tower" if plan.spec.multimodal else ""))
+            got = self.executor.run_fork(plan, job, position, loads, {x: ids[(job.runtime, x)] for x in live})
+            self.progress.advance(len(live) + 1)
+            for x, rec in got.items():
+                records[(job.runtime, x)][job.fork] = rec
+                self.say_fork(plan, job, x, rec)
+                self.maybe_finish(plan, (job.runtime, x), records[(job.runtime, x)], ids, loads, references)
+        if plan.spec.multimodal and plan.prepared:
+            self.zero_shot(plan, references)
+
+    def maybe_finish(self, plan: ModelPlan, key: tuple[str, Shape], recs: dict[int, ForkRecord], ids: dict,
+                     loads: dict[Shape, Load], references: dict[Shape, Path]) -> None:
+        """Write the cell once all its forks ran, or as soon as one fork failed or was refused."""
+        runtime, x = key
+        if ids[key] in self.closed or not recs:
+            return
+        bad = next((r for r in sorted(recs.values(), key=lambda r: r.fork) if r.status != "ok"), None)
+        if bad is None and len(recs) < self.forks:
+            return
+        if bad is None:
+            status, reason = "ok", None
+        else:
+            where = f"fork {bad.fork + 1} of {self.forks}: " if self.forks > 1 and bad.status == "failed" else ""
+            status, reason = bad.status, where + (bad.reason or bad.status)
+        self.finish(plan, RUNTIMES[runtime], x, ids[key], status, reason, list(recs.values()), loads.get(x),
+                    references.get(x))
+
+    def finish(self, plan: ModelPlan, runtime: Runtime, x: Shape, cid: str, status: str, reason: str | None,
+               forks: list[ForkRecord], load: Load | None = None, reference: Path | None = None) -> dict:
+        """Analyse one cell from its forks, write its document, report it."""
+        self.closed.add(cid)
+        doc = analyse.cell_document(self.facts, plan, runtime, x, cid, status, reason, forks, load, reference)
+        path = self.run_dir / f"{cid}.json"
+        write_json_atomic(path, doc)
+        self.written.append(doc)
+        self.docs[(plan.spec.name, plan.choice.source, runtime.name, x)] = (doc, path)
+        if self.on_cell:
+            self.on_cell(path)
+        self.say(self.cell_line(plan, runtime, x, doc))
+        return doc
+
+    def say_fork(self, plan: ModelPlan, job: ForkJob, x: Shape, rec: ForkRecord) -> None:
+        if job.forks == 1 or rec.status != "ok":
+            return  # the cell line says it all
+        series = rec.shape.get("passes_ns" if x.order else "samples_ns") or []
+        median = Stats(tuple(series)).median_ms if series else None
+        text = f"median {median:.3f} ms" if median is not None else "no samples"
+        self.say(f"    fork {job.fork + 1}/{job.forks} {x.label(plan.spec.multimodal)} {job.runtime}: {text}"
+                 f" ({rec.shape.get('stop_rule')})")
+
+    def cell_line(self, plan: ModelPlan, runtime: Runtime, x: Shape, doc: dict) -> str:
+        summary = doc["summary"]
+        line = f"  {x.label(plan.spec.multimodal)} {runtime.name}: {doc['status']}"
+        if x.order and summary:
+            line += f"  {summary['items_per_s']:.1f} items/s, {summary['tokens_per_s']:.0f} tokens/s"
+        elif summary:
+            line += (f"  median {summary['median_ms']:.3f} ms (95% CI {summary['ci_low_ms']:.3f}–"
+                     f"{summary['ci_high_ms']:.3f}, {summary['forks']} fork(s))")
+        if doc["parity"] and doc["parity"].get("min_cosine") is not None:
+            line += f"  min cos {doc['parity']['min_cosine']:.6f}"
+        if doc["reason"]:
+            line += f"  ({doc['reason']})"
+        left = self.progress.eta()
+        if left:
+            line += f"  [{left} left]"
+        return line
+
+    def zero_shot(self, plan: ModelPlan, references: dict[Shape, Path]) -> None:
+        """Per runtime and batch: text x image probabilities from its own embeddings against the reference's."""
+        logits = (plan.prepared.manifest or {}).get("logits")
+        if not logits:
+            return
+        from embedperf.measure import parity
+
+        for name in self.spec.runtimes:
+            if RUNTIMES[name].is_null:
+                continue
+            for b in self.spec.batch:
+                shapes = {m: Shape(m, b, plan.spec.seq_for(m, plan.choice.source)) for m in ("text", "image")}
+                keys = {m: (plan.spec.name, plan.choice.source, name, x) for m, x in shapes.items()}
+                if not all(k in self.docs for k in keys.values()):
+                    continue
+                docs = {m: self.docs[k] for m, k in keys.items()}
+                refs = {m: references.get(x) for m, x in shapes.items()}
+                if any(d["status"] != "ok" for d, _ in docs.values()) or not all(refs.values()):
+                    continue
+                result = analyse.zero_shot({m: d for m, (d, _) in docs.items()}, refs, logits)
+                if result is None:
+                    continue
+                for doc, path in docs.values():
+                    doc["zero_shot"] = result
+                    if result["max_abs_prob_diff"] > parity.ZERO_SHOT_LIMIT:
+                        doc["status"] = "failed"
+                        doc["reason"] = (f"zero-shot: probabilities differ by {result['max_abs_prob_diff']:.2e} "
+                                         f"> {parity.ZERO_SHOT_LIMIT:g} from the reference's")
+                    write_json_atomic(path, doc)
+                    if self.on_cell:
+                        self.on_cell(path)
+                self.say(f"  zero-shot b{b} {name}: max |Δp| {result['max_abs_prob_diff']:.2e}, "
+                         f"max |Δlogit| {result['max_abs_logit_diff']:.2e} ({logits['rule']})")
+
+
+def run_spec(spec: RunSpec, results_root: Path, run_id: str | None = None, say=print,
+             on_cell=None) -> tuple[str, list[dict]]:
+    orch = Orchestrator(spec, results_root, run_id, say, on_cell)
+    cells = orch.run()
+    return orch.run_id, cells
+
+
+def load_run_spec(results_root: Path, run_id: str) -> RunSpec:
+    path = results_root / run_id / "run.json"
+    if not path.exists():
+        from embedperf.spec import SpecError
+
+        raise SpecError(f"no run {run_id!r} under {results_root} (no run.json)")
+    return RunSpec.from_dict(json.loads(path.read_text())["spec"])

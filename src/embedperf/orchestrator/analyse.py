@@ -1,0 +1,337 @@
+"""Analysis: one cell document from its forks — statistics across forks, work, warnings, parity, zero-shot.
+
+Nothing here launches anything; it reads what the forks left on disk and writes the cell's figures.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.numpy import load_file
+
+import embedperf
+from embedperf.measure import activity, parity
+from embedperf.measure import warnings as cell_warnings
+from embedperf.measure.flops import cell_work, corpus_work
+from embedperf.measure.stats import ForkStats
+from embedperf.orchestrator.execute import ForkRecord
+from embedperf.orchestrator.plan import Load, ModelPlan, Shape
+from embedperf.results.store import CELL_SCHEMA
+from embedperf.runners.registry import Runtime
+from embedperf.spec import RunSpec
+from embedperf.workload import text as workload
+
+
+@dataclass
+class RunFacts:
+    """What every cell of a run shares: the spec, the machine and its ceilings, versions, overhead."""
+
+    spec: RunSpec
+    run_id: str
+    threads: int
+    machine: dict
+    commit: dict
+    profile: dict | None
+    overhead: dict
+    forks: int
+    schedule_seed: int
+
+
+def describe_workload(facts: RunFacts, plan: ModelPlan, x: Shape, load: Load | None) -> dict:
+    """How a cell's inputs were made, in words and parameters."""
+    spec, c = plan.spec, facts.spec.corpus
+    found = load.facts if load else {}
+    if x.order:
+        return {"kind": "corpus", "order": x.order, "seed": c.seed,
+                "lengths": f"log-normal, median {c.median}, sigma {c.sigma}, clipped to [{c.low}, {x.seq}]",
+                "padding": "right, to each batch's longest", **{k: v for k, v in found.items() if k != "batch_shapes"}}
+    if x.modality == "image":
+        return {"kind": "images", "recipe": spec.image_preprocess, "size": x.seq, "images": found.get("images"),
+                "folder": facts.spec.images}
+    if found.get("captions"):
+        return {"kind": "captions", "captions": found["captions"], "padding": f"right, to {x.seq}"}
+    return {"kind": "tokens", "seed": workload.DEFAULT_SEED, "padding": "right",
+            "lengths": "row 0 = seq, others seeded in [seq/2, seq]"}
+
+
+def _fork_entry(rec: ForkRecord, scenario_throughput: bool) -> dict:
+    """A fork as the cell document keeps it: its own figures, raw samples, machine activity."""
+    shape = rec.shape or {}
+    entry = {"fork": rec.fork, "position": rec.position, "status": rec.status, "reason": rec.reason,
+             "load_s": rec.runner.get("load_s"), "log": rec.log, "activity": rec.activity}
+    for key in ("first_call_s", "stop_rule", "target_ci", "ci_checks", "loop_s", "peak_rss_mb", "loop_peak_rss_mb",
+                "embeddings", "samples_ns", "warmup_ns", "passes_ns"):
+        if key in shape:
+            entry[key] = shape[key]
+    series = shape.get("passes_ns") if scenario_throughput else shape.get("samples_ns")
+    if series:
+        one = ForkStats.of([series])
+        low, high = one.ci_ms
+        entry.update(n=len(series), median_ms=one.median_ms, ci_low_ms=low, ci_high_ms=high)
+    return entry
+
+
+def _rules(values: list[str | None]) -> str | None:
+    """The stop rule of a cell's forks: `ci_reached` when all agree, else each rule with its count."""
+    present = [v for v in values if v is not None]
+    if not present:
+        return None
+    counts = {v: present.count(v) for v in dict.fromkeys(present)}
+    return present[0] if len(counts) == 1 else " + ".join(f"{n}× {v}" for v, n in counts.items())
+
+
+def _median(values: list[float | None]) -> float | None:
+    present = sorted(v for v in values if v is not None)
+    if not present:
+        return None
+    half = len(present) // 2
+    return present[half] if len(present) % 2 else (present[half - 1] + present[half]) / 2
+
+
+def _max(values: list[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return max(present) if present else None
+
+
+def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, x: Shape, cell_id: str, status: str,
+                  reason: str | None, forks: list[ForkRecord], load: Load | None = None,
+                  reference: Path | None = None) -> dict:
+    """The self-describing document of one cell, from its fork records (none for a cell that never ran)."""
+    spec, choice, run = plan.spec, plan.choice, facts.spec
+    manifest = plan.prepared.manifest if plan.prepared else {}
+    size = None
+    if plan.prepared and runtime.artifact != "none":
+        size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None)
+    first = next((f.runner for f in forks if f.runner.get("framework")), {}) if forks else {}
+    throughput = bool(x.order)
+    doc: dict = {
+        "schema": CELL_SCHEMA,
+        "run_id": facts.run_id,
+        "cell_id": cell_id,
+        "status": status,
+        "reason": reason,
+        "spec": {
+            "model": spec.name, "family": spec.family, "source": choice.source, "revision": choice.revision,
+            "runtime": runtime.name, "language": runtime.language, "precision": run.precision,
+            "device": run.device, "scenario": run.scenario, "modality": x.modality, "order": x.order,
+            "batch": x.batch, "seq": x.seq, "truncate_dim": choice.truncate_dim,
+            "threads": {"intra_op": facts.threads, "inter_op": 1},
+            "timing": run.timing.__dict__, "memory_limit_mb": run.memory_limit_mb,
+            "forks": facts.forks, "schedule": {"order": "rounds of a seeded shuffle of the model's runner groups",
+                                               "seed": facts.schedule_seed},
+            "workload": describe_workload(facts, plan, x, load),
+        },
+        "model": {
+            "weights": (plan.located.weights if plan.located else
+                        ("random" if choice.source in ("twin", "tiny") else "real")),
+            "weights_sha256": manifest.get("weights_sha256"), "heads_sha256": manifest.get("heads_sha256"),
+            "parameters": manifest.get("parameters"), "prepare_key": manifest.get("key"),
+            "artifact": runtime.artifact, "pooling": spec.pooling,
+            "output_dim": spec.embedding_dim(choice.source),
+            # what this runtime loads from disk (one tower's graph for a multimodal model; the reference
+            # folder, both towers, for torch and candle)
+            "size_on_disk_bytes": size,
+        },
+        "machine": facts.machine,
+        "versions": {
+            "embedperf": embedperf.__version__, "python": sys.version.split()[0],
+            "exporters": manifest.get("versions"),
+            "runner": first.get("runner"), "framework": first.get("framework"),
+        },
+        "project": facts.commit,
+        "harness_overhead_ns": facts.overhead or None,
+        "runner": {k: first.get(k) for k in ("device", "threads", "settings", "load_s")},
+        "forks": [_fork_entry(f, throughput) for f in sorted(forks, key=lambda f: f.fork)],
+        "summary": None, "parity": None, "warnings": [],
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(),
+    }
+    measured = [f for f in forks if f.status == "ok" and (f.shape or {}).get("samples_ns")]
+    if measured:
+        summarise(doc, facts, plan, runtime, x, measured, load.facts if load else {})
+    if not x.order and x.modality == "text" and not spec.multimodal and x.seq > spec.st_max_seq_length \
+            and choice.source != "tiny":
+        doc["warnings"].append(f"seq {x.seq} is above max_seq_length {spec.st_max_seq_length}")
+    if doc["status"] == "ok" and not runtime.is_null:
+        doc["parity"] = check_parity(measured, reference)
+        spread = doc["parity"].get("reference_spread")
+        if spread is not None and spread >= parity.SPREAD_LIMIT:
+            doc["warnings"].append(f"reference rows are alike (mean cosine {spread:.4f} between rows): "
+                                   "parity proves less here")
+        failed = parity_failure(doc["parity"], run.precision)
+        if failed:
+            doc["status"], doc["reason"] = "failed", failed
+    return doc
+
+
+def summarise(doc: dict, facts: RunFacts, plan: ModelPlan, runtime: Runtime, x: Shape, forks: list[ForkRecord],
+              found: dict) -> None:
+    """Statistics across forks, throughput figures, work and warnings of a cell that has samples."""
+    spec = plan.spec
+    shapes = [f.shape for f in forks]
+    key = "passes_ns" if x.order else "samples_ns"
+    cell = ForkStats.of([s[key] for s in shapes])
+    summary = {
+        **cell.summary(x.batch),
+        "load_s": _median([f.runner.get("load_s") for f in forks]),
+        "first_call_s": _median([s.get("first_call_s") for s in shapes]),
+        "peak_rss_mb": _max([s.get("peak_rss_mb") for s in shapes]),
+        "loop_peak_rss_mb": _max([s.get("loop_peak_rss_mb") for s in shapes]),
+        "gpu_peak_mb": _max([f.runner.get("gpu_peak_mb") for f in forks]),
+        "stop_rule": _rules([s.get("stop_rule") for s in shapes]),
+        "target_ci": shapes[0].get("target_ci"),
+        "ci_checks": sum(s.get("ci_checks") or 0 for s in shapes) if any(s.get("ci_checks") is not None
+                                                                          for s in shapes) else None,
+        "loop_s": sum(s.get("loop_s") or 0.0 for s in shapes),
+    }
+    if x.order:
+        # throughput: the cell's figure is the time of one whole pass over the corpus; per-call times
+        # mix batch shapes by design and say nothing alone
+        pass_s = cell.median_ms / 1e3
+        items, real, padded = found.get("items"), found.get("real_tokens"), found.get("padded_tokens")
+        summary.update({
+            "median_of": "whole passes over the corpus", "passes": cell.pooled.n, "pass_median_s": pass_s,
+            "items_per_s": items / pass_s if items and pass_s else None,
+            "tokens_per_s": real / pass_s if real and pass_s else None,
+            "padded_tokens_per_s": padded / pass_s if padded and pass_s else None,
+            "padding_waste": found.get("padding_waste"),
+        })
+    else:
+        summary["median_of"] = "calls"
+    if x.modality == "image" and found.get("preprocess_ms"):
+        prep = sorted(found["preprocess_ms"])
+        summary["preprocess_ms_per_image"] = prep[len(prep) // 2]
+        summary["preprocess_ms_batch"] = sum(prep)
+    doc["summary"] = summary
+    if not runtime.is_null:
+        doc["work"] = work_of(facts, plan, x, summary, found)
+        share = doc["work"].get("share_of_peak")
+        if share is not None and share > 1.0:
+            doc["warnings"].append(
+                f"share of peak {share:.0%}: this cell ran faster than the calibrated peak "
+                f"({doc['work']['machine_profile']['peak_gflops']:.1f} GFLOP/s), so that profile understates the "
+                "machine (measured under load?): run `embedperf calibrate --force` on a quiet machine")
+    doc["warnings"] += fork_warnings(facts, runtime, x, forks, cell)
+    doc["outliers"] = {"method": "modified Z-score (Iglewicz-Hoaglin), |M| > 3.5, within each fork",
+                       "count": sum(len(cell_warnings.outliers(s[key])) for s in shapes
+                                    if len(s[key]) >= cell_warnings.OUTLIER_MIN_SAMPLES),
+                       "n": cell.pooled.n}
+
+
+def work_of(facts: RunFacts, plan: ModelPlan, x: Shape, summary: dict, found: dict) -> dict:
+    """FLOPs per call (or pass), achieved GFLOP/s and the share of this machine's measured peak."""
+    run = facts.spec
+    peak = (facts.profile or {}).get("peak_gflops") if (run.device == "cpu" and run.precision == "fp32") else None
+    if x.order:
+        work = corpus_work(plan.spec, plan.choice.source, found.get("batch_shapes") or [], summary["pass_median_s"],
+                           peak)
+    else:
+        work = cell_work(plan.spec, plan.choice.source, x.batch, x.seq, summary["median_ms"], peak, x.modality)
+    if facts.profile:
+        work["machine_profile"] = {k: facts.profile.get(k) for k in ("peak_gflops", "bandwidth_gbs")}
+        work["machine_profile"]["id"] = facts.profile["fingerprint"]["id"]
+    return work
+
+
+def _ms(value: float) -> str:
+    """A duration in ms with three or four significant digits, never in exponent form."""
+    return f"{value:.{0 if value >= 1000 else 1 if value >= 10 else 2 if value >= 1 else 4}f}"
+
+
+def fork_warnings(facts: RunFacts, runtime: Runtime, x: Shape, forks: list[ForkRecord], cell: ForkStats) -> list[str]:
+    """What to distrust in a cell, per fork and across its forks."""
+    out: list[str] = []
+    k = len(forks)
+    if k > 1 and cell.disagreeing():
+        medians = " / ".join(_ms(m) for m in cell.fork_medians_ms)
+        out.append(f"process modes: fork medians {medians} ms differ beyond their own CIs: the runtime (or the "
+                   "host) has process-level modes; the cell's CI spans them")
+    by_kind: dict[str, list[tuple[int, str]]] = {}
+    overhead = None if runtime.is_null else facts.overhead.get(runtime.language)
+    for rec in forks:
+        shape = rec.shape
+        series = shape["passes_ns"] if x.order else shape["samples_ns"]
+        checked = cell_warnings.check_samples(series, None if x.order else shape.get("first_call_s"), None,
+                                              facts.machine.get("cpus_available"), overhead)
+        for w in checked["warnings"]:
+            if w["kind"] == "outliers":
+                continue  # counted once for the cell in doc["outliers"]
+            by_kind.setdefault(w["kind"], []).append((rec.fork, w["message"].split(": ", 1)[-1]))
+        stop = shape.get("stop_rule")
+        if stop == "time_cap":
+            n, min_calls, target = len(shape["samples_ns"]), facts.spec.timing.min_calls, shape.get("target_ci")
+            if not x.order and n < min_calls:
+                detail = f"after {n} calls, before min_calls ({min_calls}) were met: the time cap wins"
+            elif target:
+                detail = f"the 95% CI of the median never came within ±{target:.0%}"
+            else:
+                detail = "before min_calls/min_seconds were met"
+            by_kind.setdefault("stopped at the time cap", []).append((rec.fork, detail))
+        for line in activity.warnings_of(rec.activity or {}):
+            kind, _, detail = line.partition(": ")
+            by_kind.setdefault(kind, []).append((rec.fork, detail))
+    for kind, hits in by_kind.items():
+        where = "" if k == 1 else (" (every fork)" if len(hits) == k else
+                                   f" (fork {', '.join(str(f + 1) for f, _ in hits)} of {k})")
+        out.append(f"{kind}{where}: {hits[0][1]}")
+    return out
+
+
+def check_parity(forks: list[ForkRecord], reference: Path | None) -> dict:
+    """Every fork's output against the reference; the cell keeps the worst fork's figures and each fork's cosine."""
+    if reference is None:
+        return {"error": "no reference embeddings (the reference pass failed)"}
+    try:
+        ref = load_file(str(reference))["sentence_embedding"]
+    except (OSError, KeyError) as e:
+        return {"error": f"could not read the reference embeddings: {e}"}
+    results = []
+    for rec in forks:
+        result = compare_output((rec.shape or {}).get("embeddings"), ref)
+        if result.get("error"):
+            return {**result, "error": f"fork {rec.fork + 1}: {result['error']}"}
+        results.append(result)
+    worst = min(results, key=lambda r: r["min_cosine"])
+    return {**worst, "forks_min_cosine": [r["min_cosine"] for r in results],
+            "reference_spread": parity.spread(ref), "reference": "torch fp32 eager"}
+
+
+def compare_output(path: str | None, ref) -> dict:
+    """One embeddings file against the reference array."""
+    if not path:
+        return {"error": "the runner wrote no embeddings"}
+    try:
+        out = load_file(path)["sentence_embedding"]
+    except (OSError, KeyError) as e:
+        return {"error": f"could not read embeddings: {e}"}
+    return parity.compare(out, ref)
+
+
+def parity_failure(p: dict, precision: str) -> str | None:
+    """Why a cell's parity fails it, or None."""
+    if p.get("error"):
+        return f"parity: {p['error']}"
+    if precision == "fp32" and not (p["min_cosine"] >= parity.FP32_MIN_COSINE):
+        return f"parity: min cosine {p['min_cosine']:.6f} < {parity.FP32_MIN_COSINE}"
+    return None
+
+
+def zero_shot(docs: dict[str, dict], references: dict[str, Path], logits: dict) -> dict | None:
+    """Text x image probabilities from a runtime's own embeddings against the reference's, for every fork
+    both towers ran; the worst fork's result, with each fork's max |Δp|."""
+    forks = {m: {f["fork"]: f.get("embeddings") for f in d["forks"] if f.get("status") == "ok"}
+             for m, d in docs.items()}
+    common = sorted(set(forks["text"]) & set(forks["image"]))
+    if not common:
+        return None
+    ref_text = load_file(str(references["text"]))["sentence_embedding"]
+    ref_image = load_file(str(references["image"]))["sentence_embedding"]
+    results = []
+    for f in common:
+        results.append(parity.zero_shot(load_file(forks["text"][f])["sentence_embedding"],
+                                        load_file(forks["image"][f])["sentence_embedding"], ref_text, ref_image,
+                                        logits["scale"], logits.get("bias"), logits["rule"]))
+    worst = max(results, key=lambda r: r["max_abs_prob_diff"])
+    return {**worst, "forks_max_abs_prob_diff": [r["max_abs_prob_diff"] for r in results]}

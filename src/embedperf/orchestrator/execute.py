@@ -1,0 +1,218 @@
+"""Execution: prepare artifacts, write workloads, run the reference pass, launch forks, keep their records.
+
+Everything that touches a model happens in a subprocess (prepare, runners); this module only writes
+requests, launches, waits and stores. Each fork's outcome is written to disk as soon as its runner
+ends (`forks/<cell_id>/f<k>.json`), so an interrupted run loses at most the fork under way and
+`--resume` runs only the forks still missing.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from embedperf.measure import activity
+from embedperf.measure.machine import thread_env
+from embedperf.models.sources import SourceError, locate
+from embedperf.orchestrator.plan import ForkJob, Load, ModelPlan, Shape, corpus_lengths
+from embedperf.paths import models_dir, workloads_dir
+from embedperf.prepare import PrepareError, ensure_prepared
+from embedperf.protocol import PROTOCOL_VERSION, write_json_atomic
+from embedperf.runners.launch import launch
+from embedperf.runners.registry import RUNTIMES, Runtime
+from embedperf.spec import RunSpec
+from embedperf.workload import captions, corpus
+from embedperf.workload import image as image_workload
+from embedperf.workload import text as workload
+
+# The session options every ONNX Runtime binding applies identically, so that a
+# difference between them is the binding, not the configuration.
+ORT_SESSION_OPTIONS = {
+    "graph_optimization_level": "all",
+    "execution_mode": "sequential",
+    "enable_cpu_mem_arena": True,
+    "allow_spinning": True,
+}
+
+
+@dataclass
+class ForkRecord:
+    """What one fork of one cell produced: the runner's shape entry, or why there is none."""
+
+    fork: int
+    position: int  # index of its job in the model's interleaved schedule
+    status: str  # ok | failed | skipped
+    reason: str | None
+    shape: dict | None  # the runner's shape entry (samples, stop rule, memory, embeddings)
+    runner: dict  # runner, framework, device, threads, settings, load_s of the process
+    activity: dict | None  # what the machine did while the process ran
+    log: str | None
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ForkRecord":
+        return cls(**d)
+
+
+def fork_path(run_dir: Path, cell_id: str, fork: int) -> Path:
+    return run_dir / "forks" / cell_id / f"f{fork}.json"
+
+
+def read_forks(run_dir: Path, cell_id: str) -> dict[int, ForkRecord]:
+    """The fork records of a cell already on disk (an interrupted run's), by fork index."""
+    out = {}
+    for path in sorted((run_dir / "forks" / cell_id).glob("f*.json")):
+        try:
+            rec = ForkRecord.from_dict(json.loads(path.read_text()))
+        except (OSError, json.JSONDecodeError, TypeError):
+            continue  # a record cut by a crash is run again
+        out[rec.fork] = rec
+    return out
+
+
+class Executor:
+    """Launches the subprocesses of a run for one thread budget and writes what they produced."""
+
+    def __init__(self, spec: RunSpec, run_dir: Path, threads: int, say):
+        self.spec, self.run_dir, self.threads, self.say = spec, run_dir, threads, say
+
+    # -- prepare, workloads, reference -------------------------------------------------
+    def prepare(self, plan: ModelPlan, formats: set[str]) -> None:
+        try:
+            plan.located = locate(plan.spec, plan.choice.source, plan.choice.path, plan.choice.revision)
+            plan.prepared = ensure_prepared(plan.spec, plan.located, formats, models_dir(), self.threads, self.say)
+        except (SourceError, PrepareError) as e:
+            plan.error = str(e)
+            self.say(f"error: {e}")
+
+    def workload(self, plan: ModelPlan, x: Shape) -> Load:
+        spec, source = plan.spec, plan.choice.source
+        if x.order:
+            c = self.spec.corpus
+            w = corpus.ensure(spec.token_scheme(source), corpus_lengths(self.spec, plan), x.batch,
+                              x.order == "sorted", c.seed, workloads_dir())
+            return Load(w.path, w.facts)
+        if x.modality == "image":
+            w = image_workload.ensure(spec, x.batch, workloads_dir(), Path(self.spec.images) if self.spec.images
+                                      else None)
+            return Load(w.path, {"preprocess_ms": list(w.preprocess_ms), "images": list(w.sources),
+                                 "recipe": spec.image_preprocess})
+        if spec.multimodal and plan.located is not None and plan.located.folder is not None:
+            # real weights come with their real tokenizer: real captions, one per sample photograph
+            w = captions.ensure(spec, plan.located.folder, x.batch, workloads_dir())
+            return Load(w.path, {"captions": "real, through the model's tokenizer"})
+        w = workload.ensure(spec, source, x.batch, x.seq, workloads_dir())
+        return Load(w.path, {})
+
+    def reference_pass(self, plan: ModelPlan, loads: dict[Shape, Load]) -> dict[Shape, Path]:
+        """PyTorch fp32, eager attention, one call (or one corpus pass) per shape; cached beside the prepared model."""
+        folder = plan.prepared.folder / "references"
+        folder.mkdir(exist_ok=True)
+        out: dict[Shape, Path] = {}
+        for modality in dict.fromkeys(x.modality for x in loads):
+            mine = {x: w for x, w in loads.items() if x.modality == modality}
+            missing = []
+            for x, w in mine.items():
+                path = folder / f"{w.path.parent.name}_{w.path.stem}.safetensors"
+                out[x] = path
+                if not path.exists():
+                    missing.append(self.shape_entry(x, w, path))
+            if len(missing) < len(mine):
+                self.say(f"reference: reusing the cached PyTorch fp32 reference for {len(mine) - len(missing)} "
+                         f"{modality} shape(s)")
+            if missing:
+                self.say(f"reference: PyTorch fp32 eager pass for {len(missing)} {modality} shape(s)")
+                request = self.request(plan, RUNTIMES["torch"], missing, modality, reference=True)
+                outcome = launch(RUNTIMES["torch"], request, folder, f"reference-{modality}",
+                                 self.spec.timing.load_timeout + len(missing) * 1200, None, thread_env(self.threads))
+                if outcome.returncode != 0:
+                    self.say(f"warning: the reference pass failed: {outcome.why()} (log {outcome.log})")
+        return {k: v for k, v in out.items() if v.exists()}
+
+    # -- requests ----------------------------------------------------------------------
+    @staticmethod
+    def shape_entry(x: Shape, w: Load, embeddings: Path) -> dict:
+        entry = {"batch": x.batch, "seq": x.seq, "workload": str(w.path), "embeddings": str(embeddings)}
+        if x.order:
+            entry["scenario"] = "throughput"
+        return entry
+
+    def request(self, plan: ModelPlan, runtime: Runtime, shapes: list[dict], modality: str = "text",
+                reference: bool = False) -> dict:
+        spec = plan.spec
+        if runtime.artifact == "none":
+            artifact = {"format": "none", "path": ""}
+        else:
+            artifact = {"format": runtime.artifact, "path": str(plan.prepared.artifact_path(runtime.artifact, modality)),
+                        "sha256": plan.prepared.artifact_sha256(runtime.artifact, modality)}
+            if runtime.name == "torch":
+                artifact["attention"] = "eager" if reference else "sdpa"
+        timing = ({"warmup": 0, "min_calls": 1, "min_seconds": 0.0, "max_seconds": 1e-9, "target_ci": None}
+                  if reference else self.spec.timing.for_request())
+        model = {"name": spec.name, "family": spec.family, "pooling": spec.pooling, "normalize": spec.normalize,
+                 "dense": spec.dense_names(), "output_dim": spec.embedding_dim(plan.choice.source),
+                 "truncate_dim": None if reference else plan.choice.truncate_dim}
+        if spec.multimodal:
+            model["modality"] = modality
+        return {
+            "protocol": PROTOCOL_VERSION,
+            "runtime": runtime.name,
+            "model": model,
+            "artifact": artifact,
+            "shapes": shapes,
+            "device": "cpu" if reference else self.spec.device,
+            "precision": "fp32" if reference else self.spec.precision,
+            "threads": {"intra_op": self.threads, "inter_op": 1},
+            "timing": timing,
+            "onnxruntime": ORT_SESSION_OPTIONS if runtime.artifact == "onnx" else None,
+            "fault": self.spec.fault if runtime.is_null else None,
+        }
+
+    # -- one fork ----------------------------------------------------------------------
+    def run_fork(self, plan: ModelPlan, job: ForkJob, position: int, loads: dict[Shape, Load],
+                 cell_ids: dict[Shape, str]) -> dict[Shape, ForkRecord]:
+        """Launch one runner process for `job` and record, per shape, what it produced; written to disk."""
+        runtime = RUNTIMES[job.runtime]
+        emb_dir = self.run_dir / "embeddings"
+        emb_dir.mkdir(exist_ok=True)
+        entries = [self.shape_entry(x, loads[x], emb_dir / f"{cell_ids[x]}.f{job.fork}.safetensors")
+                   for x in job.shapes]
+        request = self.request(plan, runtime, entries, job.modality)
+        t = self.spec.timing
+        # a corpus pass is never cut short: give it room beyond the time cap
+        per_shape = t.max_seconds + t.grace + (600 if self.spec.scenario == "throughput" else 0)
+        timeout = t.load_timeout + len(entries) * per_shape
+        tower = f"__{job.modality}" if plan.spec.multimodal else ""
+        tag = f"{plan.spec.slug}__{plan.choice.source}__{runtime.name}{tower}__f{job.fork}"
+        before = activity.snapshot()
+        outcome = launch(runtime, request, self.run_dir / "work", tag, timeout, self.spec.memory_limit_mb,
+                         thread_env(self.threads), gpu=self.spec.device.startswith("cuda"))
+        machine = activity.between(before, activity.snapshot())
+        result = outcome.result or {}
+        runner = {k: result.get(k) for k in ("runner", "framework", "device", "threads", "settings", "load_s")}
+        runner["gpu_peak_mb"], runner["gpu_memory_note"] = outcome.gpu_peak_mb, outcome.gpu_memory_note
+        reported = result.get("shapes") or []
+        error = result.get("error") or {}
+        refused = error.get("message") or "unsupported" if error.get("kind") == "unsupported" else None
+        records = {}
+        for i, x in enumerate(job.shapes):
+            shape = reported[i] if i < len(reported) else None
+            if shape is not None and (shape.get("batch"), shape.get("seq")) != (x.batch, x.seq):
+                shape = None  # out of step with the request: trust nothing
+            if refused:
+                status, reason = "skipped", refused  # the runtime cannot run this precision/model: not a failure
+            elif shape is None:
+                status, reason = "failed", outcome.why()
+            elif shape.get("status") != "ok":
+                status, reason = "failed", shape.get("error") or "failed"
+            else:
+                status, reason = "ok", None
+            rec = ForkRecord(job.fork, position, status, reason, shape, runner, machine, str(outcome.log))
+            path = fork_path(self.run_dir, cell_ids[x], job.fork)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(path, rec.to_dict())
+            records[x] = rec
+        return records
