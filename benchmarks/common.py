@@ -7,17 +7,15 @@ import sys
 import tempfile
 from pathlib import Path
 
-import numpy as np
-
-from embedperf.measure.stats import Stats, ratio_ci
-from embedperf.results.store import load_cells
+from embedperf.measure.stats import ForkStats, ratio_ci
+from embedperf.results.store import fork_series, load_cells
 
 
 def run_rounds(model: str, source: str, runtimes: list[str], batch: int, seq: int, rounds: int,
                extra: list[str] | None = None) -> tuple[dict[str, list[int]], list[dict]]:
     """Run `rounds` times, rotating the runtime order each round (so drift does not favour one);
-    returns every runtime's pooled samples (ns) and all cell documents."""
-    pooled: dict[str, list[int]] = {r: [] for r in runtimes}
+    returns every runtime's forks of every round (lists of ns) and all cell documents."""
+    pooled: dict[str, list[list[int]]] = {r: [] for r in runtimes}
     docs: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(rounds):
@@ -32,7 +30,7 @@ def run_rounds(model: str, source: str, runtimes: list[str], batch: int, seq: in
                 docs.append(doc)
                 if doc["status"] != "ok":
                     sys.exit(f"{doc['spec']['runtime']} {batch}x{seq}: {doc['status']}: {doc['reason']}")
-                pooled[doc["spec"]["runtime"]] += doc["raw"]["samples_ns"]
+                pooled[doc["spec"]["runtime"]] += fork_series(doc)
     return pooled, docs
 
 
@@ -44,15 +42,17 @@ def describe_setup(docs: list[dict]) -> str:
             f"CPU {m['cpu_model']} ({m['cpus_available']} available), load average at start {m['load_average'][0]:.2f}")
 
 
-def median_line(name: str, samples: list[int], base: list[int] | None, base_name: str = "") -> str:
-    s = Stats(tuple(samples))
+def median_line(name: str, samples: list[list[int]], base: list[list[int]] | None, base_name: str = "") -> str:
+    """One runtime's median of fork medians over all rounds, its CI, and its ratio to a base runtime."""
+    s = ForkStats.of(samples)
     line = (f"  {name:20s} median {s.median_ms:10.4f} ms  (95% CI {s.ci_ms[0]:.4f}-{s.ci_ms[1]:.4f}, "
-            f"n {s.n}, CV {s.cv:.1%})")
+            f"{s.k} forks, n {s.pooled.n}, CV {s.pooled.cv:.1%})")
     if base is not None and base is not samples:
         ratio, low, high = ratio_ci(samples, base)
         line += f"  ratio to {base_name} {ratio:.3f} (95% CI {low:.3f}-{high:.3f})"
     return line
 
 
-def overhead_us(samples: list[int]) -> float:
-    return float(np.median(samples)) / 1e3
+def overhead_us(forks: list[list[int]]) -> float:
+    """The median of fork medians of a null runner's calls, in µs."""
+    return ForkStats.of(forks).median_ms * 1e3

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-
 from common import describe_setup, median_line, overhead_us, run_rounds
+from embedperf.measure.stats import ForkStats
 
 MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 ORT = ["onnxruntime-python", "onnxruntime-cpp", "onnxruntime-rust"]
@@ -31,12 +30,12 @@ def main() -> None:
         base = pooled["onnxruntime-python"]
         for name in ORT:
             print(median_line(name, pooled[name], base, "onnxruntime-python"))
-        medians = [float(np.median(pooled[n])) for n in ORT]
+        medians = [ForkStats.of(pooled[n]).median_ms for n in ORT]
         print(f"  largest gap between the three medians: {max(medians) / min(medians) - 1:.1%}")
     pooled, docs = run_rounds(MODEL, "package", NULLS, 1, 16, 1, ["--min-seconds", "1"])
     print("harness overhead per call (null runners, batch 1 x seq 16):")
     for name in NULLS:
-        print(f"  {name:10s} median {overhead_us(pooled[name]):.3f} µs over {len(pooled[name])} calls")
+        print(f"  {name:10s} median {overhead_us(pooled[name]):.3f} µs over {sum(map(len, pooled[name]))} calls")
 
 
 if __name__ == "__main__":

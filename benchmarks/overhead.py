@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from safetensors.numpy import load_file  # noqa: E402
 
-from embedperf.measure.stats import Stats, ratio_ci  # noqa: E402
+from embedperf.measure.stats import ForkStats, ratio_ci  # noqa: E402
 from embedperf.models.embedder import load_reference  # noqa: E402
 from embedperf.paths import models_dir  # noqa: E402
 
@@ -40,7 +40,7 @@ def harness_round(results: Path, batch: int, seq: int) -> tuple[list[int], dict]
     """One `embedperf run --runtimes torch`; returns its raw samples and its cell document."""
     proc = subprocess.run([sys.executable, "-m", "embedperf.cli", "run", "--model", MODEL, "--source", "package",
                            "--runtimes", "torch", "--batch", str(batch), "--seq", str(seq),
-                           "--threads", str(THREADS), "--results", str(results)],
+                           "--threads", str(THREADS), "--forks", "1", "--results", str(results)],
                           capture_output=True, text=True)
     if proc.returncode != 0:
         sys.exit(f"embedperf run failed:\n{proc.stdout}\n{proc.stderr}")
@@ -48,7 +48,7 @@ def harness_round(results: Path, batch: int, seq: int) -> tuple[list[int], dict]
     doc = json.loads(next(newest.glob("*__torch__*.json")).read_text())
     if doc["status"] != "ok":
         sys.exit(f"torch cell {doc['status']}: {doc['reason']}")
-    return doc["raw"]["samples_ns"], doc
+    return doc["forks"][0]["samples_ns"], doc
 
 
 def bare_round(model, ids: np.ndarray, mask: np.ndarray, timing: dict) -> list[int]:
@@ -79,13 +79,13 @@ def main() -> None:
 
     torch.set_num_threads(THREADS)
     torch.set_num_interop_threads(1)
-    harness: list[int] = []
-    bare: list[int] = []
+    harness: list[list[int]] = []  # one list per round: each round is its own process (a fork) on the
+    bare: list[list[int]] = []  # harness side, and a fresh loop on the bare side
     with tempfile.TemporaryDirectory() as tmp:
         results = Path(tmp)
         samples, doc = harness_round(results, args.batch, args.seq)  # also prepares model and workload
         folder = models_dir() / doc["model"]["prepare_key"] / "reference"
-        request = json.loads(next((results / doc["run_id"] / "work").glob("*torch.request.json")).read_text())
+        request = json.loads(next((results / doc["run_id"] / "work").glob("*torch__f0.request.json")).read_text())
         tensors = load_file(request["shapes"][0]["workload"])
         ids, mask = tensors["input_ids"], tensors["attention_mask"]
         model = load_reference(folder, attention="sdpa")
@@ -96,14 +96,14 @@ def main() -> None:
         for r in range(args.rounds):
             b = bare_round(model, ids, mask, timing)
             h, _ = harness_round(results, args.batch, args.seq)
-            bare += b
-            harness += h
+            bare.append(b)
+            harness.append(h)
             print(f"  round {r + 1}: bare median {np.median(b) / 1e6:8.3f} ms ({len(b)} calls)   "
                   f"embedperf median {np.median(h) / 1e6:8.3f} ms ({len(h)} calls)")
-    ratio, low, high = ratio_ci(harness, bare)
-    hb, bb = Stats(tuple(harness)), Stats(tuple(bare))
-    print(f"bare loop:  median {bb.median_ms:.3f} ms, CV {bb.cv:.1%}, n {bb.n}")
-    print(f"embedperf:  median {hb.median_ms:.3f} ms, CV {hb.cv:.1%}, n {hb.n}")
+    ratio, low, high = ratio_ci(harness, bare)  # medians of round medians, two-level bootstrap CI
+    hb, bb = ForkStats.of(harness), ForkStats.of(bare)
+    print(f"bare loop:  median of round medians {bb.median_ms:.3f} ms, CV {bb.pooled.cv:.1%}, n {bb.pooled.n}")
+    print(f"embedperf:  median of round medians {hb.median_ms:.3f} ms, CV {hb.pooled.cv:.1%}, n {hb.pooled.n}")
     point = "within" if 0.97 <= ratio <= 1.03 else "NOT within"
     interval = "lies wholly within" if 0.97 <= low and high <= 1.03 else "does NOT lie wholly within"
     print(f"ratio embedperf/bare = {ratio:.4f}: {point} 0.97-1.03; its 95% CI {low:.4f}-{high:.4f} {interval} it "

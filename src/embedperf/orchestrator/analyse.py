@@ -169,7 +169,6 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, x: Shape, 
 def summarise(doc: dict, facts: RunFacts, plan: ModelPlan, runtime: Runtime, x: Shape, forks: list[ForkRecord],
               found: dict) -> None:
     """Statistics across forks, throughput figures, work and warnings of a cell that has samples."""
-    spec = plan.spec
     shapes = [f.shape for f in forks]
     key = "passes_ns" if x.order else "samples_ns"
     cell = ForkStats.of([s[key] for s in shapes])
