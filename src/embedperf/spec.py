@@ -159,8 +159,11 @@ def model_choice(name: str, source: str | None, path: str | None = None, revisio
     if truncate_dim is not None:
         if not spec.matryoshka:
             raise SpecError(f"{spec.name} has no Matryoshka dimensions; drop --truncate-dim")
-        if truncate_dim not in spec.matryoshka:
-            raise SpecError(f"--truncate-dim for {spec.name} must be one of: {', '.join(map(str, spec.matryoshka))}")
+        width = spec.embedding_dim(source)
+        allowed = [d for d in spec.matryoshka if d < width]
+        if truncate_dim not in allowed:
+            raise SpecError(f"--truncate-dim for {spec.name} ({source}, output width {width}) must be one of: "
+                            f"{', '.join(map(str, allowed)) or 'none (every Matryoshka dim is not below the width)'}")
     return ModelChoice(spec.name, source, path, revision, truncate_dim)
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from embedperf.measure.flops import flops_per_call, parameter_counts, tower_parameters, weight_bytes
+from embedperf.measure.flops import attended_pairs, flops_per_call, parameter_counts, tower_parameters, weight_bytes
 from embedperf.models.registry import MODELS
 
 BATCH, SEQ = 2, 24
@@ -45,10 +45,14 @@ def test_flops_match_flop_counter_within_one_percent(name):
                 x = layer(x)
     measured = counter.get_total_flops()
     ours = flops_per_call(spec, "tiny", BATCH, SEQ)
-    assert ours["attention"] == "full"
     assert ours["flops"] == sum(ours["breakdown"].values())
     assert measured > 0
-    assert abs(ours["flops"] - measured) / measured < 0.01, (ours, measured)
+    # the counter sees every full seq × seq square the eager graph multiplies; we count the pairs the
+    # mask lets attend and say how much the full squares add
+    assert abs(ours["flops"] + ours["unneeded_attention_flops"] - measured) / measured < 0.01, (ours, measured)
+    expected = {"bert": "full", "xlm-roberta": "full", "qwen3": "causal", "gemma3": "full + sliding window"}
+    assert ours["attention"] == expected[spec.family]
+    assert (ours["unneeded_attention_flops"] > 0) == (spec.family in ("qwen3", "gemma3"))  # gemma tiny: window 8 < 24
 
 
 @pytest.mark.parametrize("name", TEXT_MODELS)
@@ -65,14 +69,34 @@ def test_weight_bytes_match_the_model_parameters(name):
     assert weight_bytes(spec, "tiny") == 4 * (total - embedding + dense)
 
 
-def test_gemma_sliding_layers_are_counted_as_full_attention_and_said_so():
+def test_attended_pairs_by_hand():
+    assert attended_pairs(4) == 16
+    assert attended_pairs(4, causal=True) == 10  # 1 + 2 + 3 + 4
+    assert attended_pairs(5, window=2) == 13  # |i − j| < 2: 5 on the diagonal + 4 + 4 beside it
+    assert attended_pairs(5, causal=True, window=2) == 9  # 1 + 2 + 2 + 2 + 2
+    assert attended_pairs(5, window=8) == 25 and attended_pairs(5, causal=True, window=8) == 15
+
+
+def test_gemma_sliding_layers_count_their_band_and_say_so():
     spec = MODELS["google/embeddinggemma-300m"]
     f = flops_per_call(spec, "twin", 1, 1024)
     assert f["sliding_window_layers"] == 20
-    assert "full" in f["sliding_window_note"]
-    # 24 layers × 3 heads × 1024² × 256 × 2 FLOPs, for QKᵀ and again for attention×V
-    assert f["breakdown"]["attn_scores"] == 24 * 2 * 3 * 1024 * 1024 * 256
+    assert "band |i − j| < 512" in f["attention_note"]
+    band = 1024 * 1024 - 512 * 513  # |i − j| >= 512: d = 512 … 1023, (1024 − d) pairs each way
+    # 4 global layers over the full square, 20 local ones over the band; 3 heads × 256 dims × 2 FLOPs
+    assert f["breakdown"]["attn_scores"] == 2 * 3 * 256 * (4 * 1024 * 1024 + 20 * band)
     assert f["breakdown"]["attn_values"] == f["breakdown"]["attn_scores"]
+    assert f["unneeded_attention_flops"] == 2 * 2 * 3 * 256 * 20 * (1024 * 1024 - band)
+    short = flops_per_call(spec, "twin", 1, 512)  # within the window the band is the whole square
+    assert short["unneeded_attention_flops"] == 0 and "whole sequence" in short["attention_note"]
+
+
+def test_qwen3_counts_the_causal_half():
+    spec = MODELS["Qwen/Qwen3-Embedding-0.6B"]
+    f = flops_per_call(spec, "twin", 1, 512)
+    assert f["attention"] == "causal" and "lower triangle" in f["attention_note"]
+    # 28 layers × 16 query heads × 128 dims × 2 FLOPs over 512·513/2 pairs
+    assert f["breakdown"]["attn_scores"] == 28 * 2 * 16 * 128 * (512 * 513 // 2)
 
 
 def test_full_size_counts_by_hand():
@@ -126,7 +150,8 @@ def test_tower_flops_match_flop_counter_within_one_percent(name, modality):
     measured = counter.get_total_flops()
     ours = flops_per_call(spec, "tiny", BATCH, seq, modality)
     assert ours["flops"] == sum(ours["breakdown"].values())
-    assert abs(ours["flops"] - measured) / measured < 0.01, (ours, measured)
+    assert abs(ours["flops"] + ours["unneeded_attention_flops"] - measured) / measured < 0.01, (ours, measured)
+    assert (ours["attention"] == "causal") == (spec.family == "clip" and modality == "text")  # CLIP text is causal
 
 
 @pytest.mark.parametrize("name,modality", TOWERS)

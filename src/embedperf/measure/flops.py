@@ -5,10 +5,14 @@ Counting rules (the same ones `torch.utils.flop_counter.FlopCounterMode` applies
 - only matrix multiplies are counted, 2·m·n·k each, over the *padded* shape [batch, seq]: a runtime
   computes the padding rows too;
 - per encoder layer: the Q, K, V and O projections (K and V at ``num_key_value_heads × head_dim``),
-  QKᵀ and attention×V over the full seq × seq square for every query head, and the MLP (gate, up,
-  down for the gated gemma3/qwen3 MLP; two matrices for bert/xlm-roberta);
-- Gemma's sliding-window layers are counted as full attention, because the runtimes compute the
-  full square and mask it (``"attention": "full"`` and ``sliding_window_layers`` say so);
+  QKᵀ and attention×V over the (query, key) pairs the model's mask lets attend, for every query head,
+  and the MLP (gate, up, down for the gated gemma3/qwen3 MLP; two matrices for bert/xlm-roberta);
+- attention counts the work the model *needs*: all seq × seq pairs for bidirectional encoders, the
+  lower triangle seq·(seq+1)/2 for causal ones (Qwen3, CLIP's text tower), and the band |i − j| <
+  window for EmbeddingGemma's bidirectional sliding-window layers (the full square while seq <=
+  window). A runtime that computes the full square and masks it does more than this; the cell says
+  what was counted (``attention``, ``attention_note``) and how many FLOPs the full squares would add
+  (``unneeded_attention_flops``), which is what ``torch.utils.flop_counter`` counts;
 - the bias-free Dense heads on [batch, hidden] after pooling;
 - not counted: the embedding lookup, norms, activations, softmax, pooling, L2 normalisation (all
   elementwise or reductions), the rotary-angle product (2·batch·seq·head_dim/2 per layer type), no LM
@@ -22,6 +26,33 @@ from embedperf.models.registry import ModelSpec
 
 GATED_FAMILIES = ("gemma3", "qwen3")
 FP32_BYTES = 4
+
+
+def attended_pairs(seq: int, causal: bool = False, window: int | None = None) -> int:
+    """(query, key) pairs one head attends over in a sequence of `seq` tokens.
+
+    causal: key <= query; window (bidirectional, as EmbeddingGemma's local layers): |query − key| <
+    window; a causal window: query − window < key <= query.
+    """
+    if window is None or window >= seq:
+        return seq * (seq + 1) // 2 if causal else seq * seq
+    if causal:  # query q sees min(q + 1, window) keys
+        return window * (window + 1) // 2 + (seq - window) * window
+    far = seq - window  # pairs with |i − j| >= window: d = window … seq−1, seq − d of them each way
+    return seq * seq - far * (far + 1)
+
+
+def _attention(kind: str, layers: int, sliding_layers: int, window: int | None, seq: int) -> tuple[int, str]:
+    """Pairs attended over all layers (per batch row and head), and a sentence saying what was counted."""
+    causal = kind == "causal"
+    full = attended_pairs(seq, causal)
+    pairs = (layers - sliding_layers) * full + sliding_layers * attended_pairs(seq, causal, window)
+    what = "causal: the lower triangle seq·(seq+1)/2 of each head's scores" if causal else "all seq × seq pairs"
+    if sliding_layers:
+        band = "bidirectional band |i − j| < " if not causal else "causal window of "
+        extra = "" if window and window < seq else f" (the whole sequence while seq <= {window})"
+        what += f"; {sliding_layers} sliding-window layers: the {band}{window}{extra}"
+    return pairs, what
 
 
 def _shape(spec: ModelSpec, source: str) -> dict:
@@ -42,6 +73,9 @@ def _shape(spec: ModelSpec, source: str) -> dict:
         "gated": spec.family in GATED_FAMILIES,
         "bias": spec.family not in GATED_FAMILIES or bool(cfg.get("attention_bias")),
         "sliding_layers": sum(1 for t in layer_types if t == "sliding_attention"),
+        # Qwen3 (and Gemma3 unless made bidirectional, as EmbeddingGemma is) attend causally
+        "kind": "causal" if (spec.family == "qwen3" or spec.family == "gemma3")
+                and not cfg.get("use_bidirectional_attention") else "full",
         "sliding_window": cfg.get("sliding_window") if layer_types else None,
         "vocab": int(cfg.get("vocab_size", 0)),
         "positions": int(cfg.get("max_position_embeddings", 0)),
@@ -79,14 +113,17 @@ def tower_flops(spec: ModelSpec, source: str, modality: str, batch: int) -> dict
     a = _tower(spec, source, modality)
     h, d, n, inter, layers, t = a["hidden"], a["head_dim"], a["heads"], a["intermediate"], a["layers"], a["tokens"]
     tokens = batch * t
+    kind = "causal" if spec.family == "clip" and modality == "text" else "full"  # CLIP's text tower is causal
+    pairs, what = _attention(kind, layers, 0, None, t)
     breakdown = {
         "q_proj": layers * 2 * tokens * h * h,
         "kv_proj": layers * 2 * 2 * tokens * h * h,
         "o_proj": layers * 2 * tokens * h * h,
-        "attn_scores": layers * 2 * batch * n * t * t * d,
-        "attn_values": layers * 2 * batch * n * t * t * d,
+        "attn_scores": 2 * batch * n * pairs * d,
+        "attn_values": 2 * batch * n * pairs * d,
         "mlp": layers * 2 * 2 * tokens * h * inter,
     }
+    unneeded = 2 * 2 * batch * n * d * (layers * t * t - pairs)
     if modality == "image":
         breakdown["patch_embedding"] = 2 * batch * a["patches"] * a["patch_in"] * h
     if spec.family == "siglip" and modality == "image":
@@ -96,9 +133,9 @@ def tower_flops(spec: ModelSpec, source: str, modality: str, batch: int) -> dict
                              + 2 * batch * h * h + 2 * 2 * batch * h * inter)  # out_proj, MLP on one row
     else:
         breakdown["head"] = 2 * batch * h * a["projection"]
-    return {"flops": int(sum(breakdown.values())), "breakdown": breakdown, "attention": "full",
-            "sliding_window_layers": 0, "sliding_window_note": None, "batch": batch, "seq": t,
-            "padded_tokens": tokens, "modality": modality}
+    return {"flops": int(sum(breakdown.values())), "breakdown": breakdown, "attention": kind,
+            "attention_note": what, "unneeded_attention_flops": int(unneeded), "sliding_window_layers": 0,
+            "batch": batch, "seq": t, "padded_tokens": tokens, "modality": modality}
 
 
 def tower_parameters(spec: ModelSpec, source: str, modality: str) -> dict:
@@ -134,20 +171,22 @@ def flops_per_call(spec: ModelSpec, source: str, batch: int, seq: int, modality:
         "q_proj": 2 * tokens * h * nq * d,
         "kv_proj": 2 * 2 * tokens * h * nkv * d,
         "o_proj": 2 * tokens * nq * d * h,
-        "attn_scores": 2 * batch * nq * seq * seq * d,  # QKᵀ
-        "attn_values": 2 * batch * nq * seq * seq * d,  # softmax(QKᵀ)·V
         "mlp": (3 if a["gated"] else 2) * 2 * tokens * h * inter,
     }
     breakdown = {k: v * layers for k, v in per_layer.items()}
+    pairs, what = _attention(a["kind"], layers, a["sliding_layers"], a["sliding_window"], seq)
+    breakdown["attn_scores"] = 2 * batch * nq * pairs * d  # QKᵀ over the attended pairs
+    breakdown["attn_values"] = 2 * batch * nq * pairs * d  # softmax(QKᵀ)·V
     breakdown["dense_heads"] = sum(2 * batch * head.in_features * head.out_features for head in spec.heads(source))
     total = sum(breakdown.values())
     return {
         "flops": int(total),
         "breakdown": breakdown,
-        "attention": "full",
+        "attention": a["kind"] + (" + sliding window" if a["sliding_layers"] else ""),
+        "attention_note": what,
+        # what computing every seq × seq square (and masking) adds: what flop counters of the graph see
+        "unneeded_attention_flops": int(2 * 2 * batch * nq * d * (layers * seq * seq - pairs)),
         "sliding_window_layers": a["sliding_layers"],
-        "sliding_window_note": ("sliding-window layers counted as full seq×seq attention, as the runtimes "
-                                "compute it") if a["sliding_layers"] else None,
         "batch": batch,
         "seq": seq,
         "padded_tokens": tokens,
@@ -220,11 +259,15 @@ def cell_work(spec: ModelSpec, source: str, batch: int, seq: int, median_ms: flo
 def corpus_work(spec: ModelSpec, source: str, batches: list, pass_s: float | None,
                 peak_gflops: float | None = None) -> dict:
     """Work of one pass over a throughput corpus: the sum over its batches [(rows, seq), ...]."""
-    flops = sum(flops_per_call(spec, source, int(rows), int(seq))["flops"] for rows, seq in batches)
+    calls = [flops_per_call(spec, source, int(rows), int(seq)) for rows, seq in batches]
+    flops = sum(c["flops"] for c in calls)
     wb = weight_bytes(spec, source)
     gflops = flops / pass_s / 1e9 if pass_s else None
     return {
-        "flops": flops, "flops_per": "one pass over the corpus", "attention": "full", "weight_bytes": wb,
+        "flops": flops, "flops_per": "one pass over the corpus", "weight_bytes": wb,
+        "attention": calls[0]["attention"] if calls else None,
+        "attention_note": calls[0]["attention_note"] if calls else None,
+        "unneeded_attention_flops": sum(c["unneeded_attention_flops"] for c in calls),
         "arithmetic_intensity": flops / len(batches) / wb if batches else None,
         "gflops": gflops, "share_of_peak": (gflops / peak_gflops) if gflops is not None and peak_gflops else None,
     }

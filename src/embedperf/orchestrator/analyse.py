@@ -20,6 +20,7 @@ from embedperf.measure.stats import ForkStats
 from embedperf.orchestrator.execute import ForkRecord
 from embedperf.orchestrator.plan import Load, ModelPlan, Shape
 from embedperf.results.store import CELL_SCHEMA
+from embedperf.runners.harness import truncate_and_normalize
 from embedperf.runners.registry import Runtime
 from embedperf.spec import RunSpec
 from embedperf.workload import text as workload
@@ -155,7 +156,7 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, x: Shape, 
             and choice.source != "tiny":
         doc["warnings"].append(f"seq {x.seq} is above max_seq_length {spec.st_max_seq_length}")
     if doc["status"] == "ok" and not runtime.is_null:
-        doc["parity"] = check_parity(measured, reference)
+        doc["parity"] = check_parity(measured, reference, choice.truncate_dim)
         spread = doc["parity"].get("reference_spread")
         if spread is not None and spread >= parity.SPREAD_LIMIT:
             doc["warnings"].append(f"reference rows are alike (mean cosine {spread:.4f} between rows): "
@@ -178,6 +179,9 @@ def summarise(doc: dict, facts: RunFacts, plan: ModelPlan, runtime: Runtime, x: 
         "first_call_s": _median([s.get("first_call_s") for s in shapes]),
         "peak_rss_mb": _max([s.get("peak_rss_mb") for s in shapes]),
         "loop_peak_rss_mb": _max([s.get("loop_peak_rss_mb") for s in shapes]),
+        # how the loop peak was read, and why it does not depend on the other shapes of the run
+        "memory_method": (shapes[0].get("memory_method") or "VmHWM after a clear_refs reset before the loop")
+        + "; shapes run smallest first in each runner process, the largest over the cell's forks",
         "gpu_peak_mb": _max([f.runner.get("gpu_peak_mb") for f in forks]),
         "stop_rule": _rules([s.get("stop_rule") for s in shapes]),
         "target_ci": shapes[0].get("target_ci"),
@@ -278,14 +282,19 @@ def fork_warnings(facts: RunFacts, runtime: Runtime, x: Shape, forks: list[ForkR
     return out
 
 
-def check_parity(forks: list[ForkRecord], reference: Path | None) -> dict:
-    """Every fork's output against the reference; the cell keeps the worst fork's figures and each fork's cosine."""
+def check_parity(forks: list[ForkRecord], reference: Path | None, truncate_dim: int | None = None) -> dict:
+    """Every fork's output against the reference; the cell keeps the worst fork's figures and each fork's cosine.
+
+    The reference pass embeds at full width once per workload; a Matryoshka cell is compared with the
+    reference truncated and re-normalised exactly as the runners do it."""
     if reference is None:
         return {"error": "no reference embeddings (the reference pass failed)"}
     try:
         ref = load_file(str(reference))["sentence_embedding"]
     except (OSError, KeyError) as e:
         return {"error": f"could not read the reference embeddings: {e}"}
+    if truncate_dim:
+        ref = truncate_and_normalize(ref, truncate_dim)
     results = []
     for rec in forks:
         result = compare_output((rec.shape or {}).get("embeddings"), ref)
