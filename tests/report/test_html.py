@@ -140,8 +140,25 @@ def test_profile_for_uses_only_this_machines_profile(cells, tmp_path, monkeypatc
     found = profile_for(cells)
     assert found["peak_gflops"] == PROFILE["peak_gflops"] and found["fingerprint"]["id"]
     elsewhere = copy.deepcopy(cells)
-    elsewhere[0]["machine"]["cpu_model"] = "another CPU"
+    for c in elsewhere:  # same CPU model string, another machine profile (other flags, memory or quota)
+        if c.get("work"):
+            c["work"]["machine_profile"]["id"] = "fedcba9876543210"
     assert profile_for(elsewhere) is None
+
+
+def test_the_report_never_divides_a_cell_by_another_precisions_peak(cells):
+    """A bf16 (or CUDA) cell leaves its share of peak blank when no peak of its own precision exists;
+    the report must not fill it in with the fp32 CPU peak."""
+    import copy
+
+    from embedperf.report.html import enrich
+    from embedperf.results.store import flatten
+
+    doc = copy.deepcopy(next(c for c in cells if c["spec"]["runtime"] == "torch"))
+    doc["spec"]["precision"] = "bf16"
+    doc["work"]["share_of_peak"] = None
+    (row,) = enrich([flatten(doc)], PROFILE)
+    assert row["gflops"] and row["share_of_peak"] is None
 
 
 def test_a_single_sequence_length_gets_a_note_not_a_flat_plot(cells, tmp_path):

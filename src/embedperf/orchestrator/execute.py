@@ -210,7 +210,10 @@ class Executor:
                 status, reason = "failed", shape.get("error") or "failed"
             else:
                 status, reason = "ok", None
-            rec = ForkRecord(job.fork, position, status, reason, shape, runner, machine, str(outcome.log))
+            by_shape = outcome.gpu_peak_by_shape
+            mine = {**runner, "gpu_peak_mb": by_shape[i] if by_shape and i < len(by_shape) else None} \
+                if by_shape is not None else runner
+            rec = ForkRecord(job.fork, position, status, reason, shape, mine, machine, str(outcome.log))
             path = fork_path(self.run_dir, cell_ids[x], job.fork)
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, rec.to_dict())

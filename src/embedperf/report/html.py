@@ -46,16 +46,17 @@ def _rows(cells: list[dict], profile: dict | None) -> list[dict]:
 
 
 def enrich(rows: list[dict], profile: dict | None = None) -> list[dict]:
-    """Add the work figures (flops, weight bytes, intensity, GFLOP/s, share of peak) where the rows lack them.
+    """Add the work figures (flops, weight bytes, intensity, GFLOP/s) where the rows lack them.
 
     Counts come from ``measure.flops`` for models in the registry (per tower for multimodal models); null
     runners do no work and get none. A throughput cell's work is per corpus pass and needs the corpus's batch
-    shapes, which a flat row lacks: only the cell document's own figures are used there.
+    shapes, which a flat row lacks: only the cell document's own figures are used there. The share of peak
+    is never computed here: each cell carries the one of its own precision and device, or none on purpose
+    (a bf16 or CUDA cell divided by the fp32 CPU peak would be a wrong figure).
     """
     from embedperf.measure.flops import cell_work
     from embedperf.models.registry import UnknownModel, get_model
 
-    peak = (profile or {}).get("peak_gflops")
     out = []
     for r in rows:
         r = dict(r)
@@ -66,39 +67,37 @@ def enrich(rows: list[dict], profile: dict | None = None) -> list[dict]:
                 except UnknownModel:
                     spec = None
                 if spec is not None:
-                    work = cell_work(spec, r["source"], r["batch"], r["seq"], r.get("median_ms"), peak,
+                    work = cell_work(spec, r["source"], r["batch"], r["seq"], r.get("median_ms"), None,
                                      r.get("modality") or "text")
-                    for k in ("flops", "weight_bytes", "arithmetic_intensity", "gflops", "share_of_peak"):
+                    for k in ("flops", "weight_bytes", "arithmetic_intensity", "gflops"):
                         r[k] = work[k]
             elif r.get("gflops") is None and r.get("median_ms"):
                 r["gflops"] = r["flops"] / (r["median_ms"] * 1e-3) / 1e9
             if r.get("flops") and r.get("weight_bytes") and r.get("arithmetic_intensity") is None:
                 r["arithmetic_intensity"] = r["flops"] / r["weight_bytes"]
-        if not r["runtime"].startswith("null"):
-            if peak and r.get("gflops") and r.get("share_of_peak") is None:
-                r["share_of_peak"] = r["gflops"] / peak
         out.append(r)
     return out
 
 
 def profile_for(cells: list[dict]) -> dict | None:
-    """This machine's stored calibration profile when every cell was measured here at one thread budget, else None.
+    """The calibration profile the cells were measured against, when it is stored on this machine, else None.
 
-    Never measures (``embedperf calibrate`` does): a report built elsewhere, or from cells of another
-    machine, gets no roofline rather than a wrong one.
+    Matched by the profile id each cell records (``work.machine_profile.id``), not by CPU model name: two
+    machines with the same model string but other flags, memory or CPU quota have other ceilings. Never
+    measures (``embedperf calibrate`` does): cells of another machine get no roofline rather than a wrong one.
     """
-    from embedperf.measure.calibrate import cached, machine_fingerprint
+    from embedperf.measure.calibrate import cached
 
     docs = [c for c in cells if "schema" in c]
     if not docs or len(docs) != len(cells):
         return None
+    ids = {((d.get("work") or {}).get("machine_profile") or {}).get("id") for d in docs
+           if not d["spec"]["runtime"].startswith("null") and d.get("work")}
     threads = {d["spec"]["threads"]["intra_op"] for d in docs}
-    fp = machine_fingerprint()
-    here = all((d.get("machine") or {}).get("cpu_model") == fp["cpu_model"]
-               and (d.get("machine") or {}).get("cpus_available") == fp["cpus_available"] for d in docs)
-    if len(threads) != 1 or not here:
+    if len(ids) != 1 or None in ids or len(threads) != 1:
         return None
-    return cached(threads.pop())
+    profile = cached(threads.pop())
+    return profile if profile and profile["fingerprint"]["id"] in ids else None
 
 
 def _warnings(cells: list[dict]) -> list[tuple[str, str]]:

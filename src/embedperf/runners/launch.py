@@ -31,7 +31,8 @@ class Outcome:
     over_memory: bool
     log: Path
     wall_s: float
-    gpu_peak_mb: float | None = None  # NVML, when the device is CUDA (see _GpuWatch)
+    gpu_peak_mb: float | None = None  # NVML, when the device is CUDA (see _GpuWatch): the process's peak
+    gpu_peak_by_shape: list[float] | None = None  # ... and each shape's, in request order
     gpu_memory_note: str | None = None
 
     def why(self) -> str:
@@ -96,29 +97,58 @@ class _MemoryGuard(threading.Thread):
                 return
 
 
+def _shapes_written(path: Path) -> int | None:
+    """How many shape entries a runner's result file holds now (None while it is absent or half-read)."""
+    try:
+        return len(json.loads(path.read_text()).get("shapes") or [])
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 class _GpuWatch(threading.Thread):
-    """Peak GPU memory of the runner through NVML (nvidia-ml-py), polled while it runs.
+    """Peak GPU memory of the runner through NVML (nvidia-ml-py), polled while it runs, per shape.
 
     The runner's own usage when NVML lists its pid; inside a container, where pids differ from the
     host's, the growth of the device's used memory over its level at start instead (the note says which).
+    The runner rewrites its result file after each shape, so a sample taken while k shapes are written
+    belongs to shape k: `per_shape[k]` is that shape's peak (its load and warm-up included), not the
+    process's maximum copied into every shape.
     """
 
-    def __init__(self, proc: subprocess.Popen, period_s: float = 0.1):
+    def __init__(self, proc: subprocess.Popen, result_path: Path | None = None, period_s: float = 0.1, nvml=None):
         super().__init__(daemon=True)
-        self.proc, self.period_s = proc, period_s
+        self.proc, self.result_path, self.period_s = proc, result_path, period_s
         self.stop = threading.Event()
         self.peak_mb: float | None = None
+        self.per_shape: list[float] = []
         self.note: str | None = None
+        self._mtime: float | None = None
+        self._shape = 0
         try:
-            import pynvml
+            if nvml is None:
+                import pynvml as nvml
 
-            pynvml.nvmlInit()
-            self.nvml = pynvml
-            self.handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-            self.baseline = sum(pynvml.nvmlDeviceGetMemoryInfo(h).used for h in self.handles)
+                nvml.nvmlInit()
+            self.nvml = nvml
+            self.handles = [nvml.nvmlDeviceGetHandleByIndex(i) for i in range(nvml.nvmlDeviceGetCount())]
+            self.baseline = sum(nvml.nvmlDeviceGetMemoryInfo(h).used for h in self.handles)
         except Exception as e:  # no NVML, no driver: say so in the cell, measure nothing
             self.nvml = None
             self.note = f"GPU memory not measured: NVML unavailable ({type(e).__name__}: {e})".splitlines()[0]
+
+    def _current_shape(self) -> int:
+        """The index of the shape the runner is on: how many its result file holds (re-read when it changes)."""
+        if self.result_path is None:
+            return 0
+        try:
+            mtime = self.result_path.stat().st_mtime_ns
+        except OSError:
+            return self._shape
+        if mtime != self._mtime:
+            written = _shapes_written(self.result_path)
+            if written is not None:
+                self._mtime, self._shape = mtime, written
+        return self._shape
 
     def sample(self) -> None:
         own = 0
@@ -133,6 +163,10 @@ class _GpuWatch(threading.Thread):
             value = max(0, used - self.baseline) / 2**20
             self.note = self.note or "NVML, growth of the device's used memory while the runner ran"
         self.peak_mb = max(self.peak_mb or 0.0, value)
+        k = self._current_shape()
+        while len(self.per_shape) <= k:
+            self.per_shape.append(0.0)
+        self.per_shape[k] = max(self.per_shape[k], value)
 
     def run(self) -> None:
         if self.nvml is None:
@@ -197,7 +231,7 @@ def launch(runtime: Runtime, request: dict, workdir: Path, tag: str, timeout_s: 
         guard = _MemoryGuard(proc, memory_limit_mb) if memory_limit_mb else None
         if guard:
             guard.start()
-        watch = _GpuWatch(proc) if gpu else None
+        watch = _GpuWatch(proc, res_path) if gpu else None
         if watch:
             watch.start()
         exited = _wait(proc, timeout_s)
@@ -220,4 +254,6 @@ def launch(runtime: Runtime, request: dict, workdir: Path, tag: str, timeout_s: 
             result = None
     return Outcome(result=result, returncode=proc.returncode, timed_out=not exited,
                    over_memory=bool(guard and guard.tripped), log=log_path, wall_s=time.perf_counter() - t0,
-                   gpu_peak_mb=watch.peak_mb if watch else None, gpu_memory_note=watch.note if watch else None)
+                   gpu_peak_mb=watch.peak_mb if watch else None,
+                   gpu_peak_by_shape=watch.per_shape if watch and watch.nvml else None,
+                   gpu_memory_note=watch.note if watch else None)
