@@ -198,7 +198,6 @@ def run(
     given = [name for name in specs.OPTION_KEYS if _given(ctx, name)]
     if upload and not upload.startswith("s3://"):
         raise SpecError(f"--upload takes an s3:// URI, got {upload!r}")
-    _check_results(results, create=not dry_run)
     kept = 0
     if resume:
         spec_options = [n for n in given if n != "calibrate_machine"] + (["suite"] if suite else [])
@@ -217,6 +216,7 @@ def run(
     else:
         run_doc = specs.from_doc(specs.apply_overrides({}, {key: values[n] for n, key in specs.OPTION_KEYS.items()}),
                                  "command line")
+    _check_results(results, create=not dry_run)  # after the spec: a refused spec leaves no folder behind
     run_id = resume or new_run_id()
     if dry_run:
         _print_plan(run_doc, results, run_id, kept)
@@ -395,13 +395,15 @@ def report(
         from embedperf.report.html import profile_for, write_html, write_markdown
 
         profile = profile_for(cells)  # this machine's calibration, only when the cells were measured here
-        if html:
-            write_html(cells, html, profile)
-            print(f"html report: {html}" + ("" if profile else " (no roofline: run `embedperf calibrate`)"),
-                  file=sys.stderr)
-        if markdown_out:
-            write_markdown(cells, markdown_out, profile)
-            print(f"markdown report: {markdown_out}", file=sys.stderr)
+        for out, write, what in ((html, write_html, "html"), (markdown_out, write_markdown, "markdown")):
+            if out is None:
+                continue
+            try:
+                write(cells, out, profile)
+            except OSError as e:
+                raise SpecError(f"cannot write the {what} report to {out}: {e.strerror or e}") from None
+            note = " (no roofline: run `embedperf calibrate`)" if what == "html" and not profile else ""
+            print(f"{what} report: {out}{note}", file=sys.stderr)
     if format == "json":
         print(json.dumps([flatten(c) for c in cells], indent=1))
         return

@@ -72,3 +72,14 @@ def test_names_match_in_any_case():
 ])
 def test_a_near_miss_gets_a_did_you_mean(args, hint):
     assert_rejected(invoke("run", *args, "--dry-run"), hint)
+
+
+def test_a_report_file_that_cannot_be_written_is_one_line(tmp_path):
+    results = tmp_path / "results"
+    proc = embedperf("run", "--runtimes", "null", "--batch", "1", "--seq", "16", "--warmup", "1", "--min-calls", "3",
+                     "--min-seconds", "0", "--target-ci", "0", "--no-calibrate", "--results", str(results))
+    assert proc.returncode == 0, proc.stderr
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert_rejected(invoke("report", str(results), "--html", str(blocker / "report.html")),
+                    f"cannot write the html report to {blocker / 'report.html'}")

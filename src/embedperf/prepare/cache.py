@@ -6,6 +6,7 @@ Framework-free: versions are read from package metadata, not by importing.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -27,14 +28,20 @@ FORMAT_DIRS = {"reference": "reference", "onnx": "onnx", "openvino": "openvino"}
 FORMAT_FILES = {"reference": "reference", "onnx": "onnx/model.onnx", "openvino": "openvino/model.xml"}
 
 
-def exporter_versions() -> dict[str, str | None]:
-    versions = {}
+@functools.lru_cache(maxsize=1)
+def _installed_versions() -> tuple:
+    """Package metadata is slow to read (ms per package): read it once per process."""
+    versions = []
     for name in EXPORTERS:
         try:
-            versions[name] = metadata.version(name)
+            versions.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            versions[name] = None
-    return versions
+            versions.append((name, None))
+    return tuple(versions)
+
+
+def exporter_versions() -> dict[str, str | None]:
+    return dict(_installed_versions())
 
 
 def prepare_key(spec: ModelSpec, located: Located) -> str:
