@@ -82,3 +82,30 @@ def test_help_documents_the_exit_codes(command):
     for code in ("0 ok", "2 usage or input error", "3 `run` finished but some cells failed",
                  "4 `compare --fail-above`", "5 nothing to report or compare", "130 interrupted"):
         assert code in text, (code, text[-1500:])
+
+
+def test_a_cloud_host_whose_run_has_failed_cells_is_done_not_failed(tmp_path):
+    """bootstrap.sh tells exit 3 (finished, some cells failed: the documents say why) from a run that broke."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    inp, out = tmp_path / "input", tmp_path / "out"
+    inp.mkdir()
+    (inp / "suite.yaml").write_text("runtimes: [null]\nbatch: [1]\nseq: [16]\n"
+                                    "timing: {warmup: 1, min_calls: 3, min_seconds: 0, target_ci: 0}\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    proc = subprocess.run(["bash", str(REPO / "src" / "embedperf" / "cloud" / "bootstrap.sh")], capture_output=True,
+                          text=True, timeout=600, env={
+                              **env, "EMBEDPERF_PYTHON": sys.executable, "EMBEDPERF_DEVICE": "cpu",
+                              "EMBEDPERF_MACHINE": "local", "EMBEDPERF_WORKDIR": str(tmp_path / "work"),
+                              "EMBEDPERF_INPUT": str(inp), "EMBEDPERF_RESULTS": str(out), "EMBEDPERF_SHUTDOWN": "0",
+                              "EMBEDPERF_CACHE": str(tmp_path / "cache"),
+                              "EMBEDPERF_RUN_ARGS": "--fault crash --no-calibrate"})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "finished with failed cells" in proc.stdout
+    assert json.loads((out / "host-status.json").read_text())["status"] == "done"
+    (cell,) = [json.loads(p.read_text()) for p in out.glob("*.json") if p.name != "host-status.json"]
+    assert cell["status"] == "failed" and "crashed" in cell["reason"]
