@@ -78,7 +78,8 @@ def matrix(tmp_path_factory):
             shape = ["--batch", batch] + (["--seq", seq] if seq else [])  # CLIP/SigLIP lengths are fixed
             proc = embedperf("run", "--model", model, "--source", source, "--runtimes", runtimes, *shape,
                              *FAST, "--results", str(results), timeout=1800)
-            assert proc.returncode == 0, proc.stdout + proc.stderr
+            # 3: finished with failed cells; the tests that read the cells judge each one
+            assert proc.returncode in (0, 3), proc.stdout + proc.stderr
             run_dir = next(p for p in results.iterdir() if p.is_dir())
             _MATRICES[key] = (run_dir, cells_of(run_dir))
         return _MATRICES[key]

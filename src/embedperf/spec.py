@@ -5,6 +5,8 @@ Every problem is one line naming the valid choices (the CLI turns it into exit c
 
 from __future__ import annotations
 
+import difflib
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -33,11 +35,11 @@ class Timing:
     max_calls: int = 20000  # bounds the raw samples of very fast calls (the null runners)
     # stop once the 95% bootstrap CI of the median is within ±target_ci of it (0 or None: at min_calls/min_seconds)
     target_ci: float | None = 0.01
+    load_timeout: float = 600.0  # seconds a runner may take to load
+    grace: float = 120.0  # per shape, beyond max_seconds, for warm-up and writing
     # separate runner processes per cell (None: 3 for latency, 2 for throughput; see orchestrator/plan.py)
     forks: int | None = None
     schedule_seed: int = 0  # seeds the interleaved order of the forks
-    load_timeout: float = 600.0  # seconds a runner may take to load
-    grace: float = 120.0  # per shape, beyond max_seconds, for warm-up and writing
 
     def for_request(self) -> dict:
         return {"warmup": self.warmup, "min_calls": self.min_calls, "min_seconds": self.min_seconds,
@@ -83,6 +85,7 @@ class RunSpec:
     images: str | None = None  # a folder of pictures for image towers (default: scikit-image's samples)
     corpus: Corpus = field(default_factory=Corpus)
     calibrate: bool = True  # measure this machine's peak once when no profile exists
+    pin_threads: bool = False  # pin each runner's threads to CPUs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,6 +122,55 @@ def _ints(value, what: str) -> list[int]:
     return sorted(set(out))
 
 
+def _suggest(name: str, choices: dict[str, str]) -> str:
+    """'; did you mean X?' for a mistyped name: part of a name, a word of its description, or a close spelling."""
+    low = name.lower()
+    hits = [c for c, alias in choices.items() if len(low) >= 3 and (low in c.lower() or low in alias.lower())]
+    hits += [c for c, words in choices.items() if low in words.lower().replace(",", " ").split()]
+    hits += difflib.get_close_matches(low, [c.lower() for c in choices], n=3, cutoff=0.6)
+    canon = {c.lower(): c for c in choices}
+    hits = list(dict.fromkeys(canon.get(h.lower(), h) for h in hits))
+    if not hits:
+        return ""
+    return f"; did you mean {' or '.join(hits[:3])}?"
+
+
+def resolve_runtime(name: str) -> str:
+    """A runtime's registered name, matched without regard to case; one SpecError line otherwise."""
+    if name in RUNTIMES:
+        return name
+    folded = {n.lower(): n for n in RUNTIMES}
+    if name.lower() in folded:
+        return folded[name.lower()]
+    try:
+        get_runtime(name)
+    except UnknownRuntime as e:
+        hint = _suggest(name, {n: r.description for n, r in RUNTIMES.items()})
+        message = str(e)
+        if hint:  # the suggestion first, the full list after it
+            message = message.replace("; choose from:", f"{hint} Choose from:")
+        raise SpecError(message) from None
+    return name
+
+
+def resolve_model(name: str):
+    """A model's spec by hub id or short name, matched without regard to case; one SpecError line otherwise."""
+    try:
+        return get_model(name)
+    except UnknownModel as e:
+        folded = {}
+        for spec in MODELS.values():
+            folded.setdefault(spec.name.lower(), spec)
+            folded.setdefault(spec.slug.lower(), spec)
+        if name.lower() in folded:
+            return folded[name.lower()]
+        hint = _suggest(name, {spec.name: spec.slug for spec in MODELS.values()})
+        message = str(e)
+        if hint:
+            message = message.replace("; choose from:", f"{hint} Choose from:")
+        raise SpecError(message) from None
+
+
 def parse_runtimes(value) -> list[str]:
     names = value.split(",") if isinstance(value, str) else list(value or [])
     # YAML reads a bare `null` in a runtime list as None: the user meant the null runner.
@@ -128,12 +180,8 @@ def parse_runtimes(value) -> list[str]:
         raise SpecError(f"no runtime given; choose from: {', '.join(RUNTIMES)}, all")
     out: list[str] = []
     for name in names:
-        expanded = ALL if name == "all" else (name,)
+        expanded = ALL if name.lower() == "all" else (resolve_runtime(name),)
         for n in expanded:
-            try:
-                get_runtime(n)
-            except UnknownRuntime as e:
-                raise SpecError(str(e)) from None
             if n not in out:
                 out.append(n)
     return out
@@ -141,10 +189,7 @@ def parse_runtimes(value) -> list[str]:
 
 def model_choice(name: str, source: str | None, path: str | None = None, revision: str | None = None,
                  truncate_dim: int | None = None) -> ModelChoice:
-    try:
-        spec = get_model(name)
-    except UnknownModel as e:
-        raise SpecError(str(e)) from None
+    spec = resolve_model(name)
     allowed = sources_for(spec)
     if source is None:
         source = "package" if "package" in allowed else "twin"
@@ -167,10 +212,34 @@ def model_choice(name: str, source: str | None, path: str | None = None, revisio
     return ModelChoice(spec.name, source, path, revision, truncate_dim)
 
 
+def _check_timing(timing: Timing) -> None:
+    numbers = [timing.min_seconds, timing.max_seconds, timing.load_timeout, timing.grace]
+    if timing.target_ci is not None:
+        numbers.append(timing.target_ci)
+    if not all(math.isfinite(x) for x in numbers):
+        raise SpecError("timing: seconds and --target-ci must be finite numbers")
+    if timing.target_ci is not None and not (0 <= timing.target_ci < 1):
+        raise SpecError(f"--target-ci must be in [0, 1) (0: off), got {timing.target_ci}")
+    if (timing.max_seconds <= 0 or timing.min_calls < 1 or timing.warmup < 0 or timing.min_seconds < 0
+            or timing.max_calls < timing.min_calls):
+        raise SpecError("timing: need warmup >= 0, min_calls >= 1, min_seconds >= 0, max_seconds > 0, "
+                        "max_calls >= min_calls")
+    if timing.min_seconds > timing.max_seconds:
+        raise SpecError(f"--min-seconds {timing.min_seconds:g} is above --max-seconds {timing.max_seconds:g}: "
+                        "the time cap would end every shape first")
+    if timing.load_timeout <= 0 or timing.grace < 0:
+        raise SpecError("timing: need load_timeout > 0 and grace >= 0")
+    if timing.forks is not None and (isinstance(timing.forks, bool) or not isinstance(timing.forks, int)
+                                     or timing.forks < 1):
+        raise SpecError(f"--forks must be a positive integer, got {timing.forks!r}")
+    if isinstance(timing.schedule_seed, bool) or not isinstance(timing.schedule_seed, int) or timing.schedule_seed < 0:
+        raise SpecError(f"timing.schedule_seed must be a non-negative integer, got {timing.schedule_seed!r}")
+
+
 def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", precision: str = "fp32",
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
           fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
-          corpus: Corpus | None = None, calibrate: bool = True) -> RunSpec:
+          corpus: Corpus | None = None, calibrate: bool = True, pin_threads: bool = False) -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
     if precision not in PRECISIONS:
@@ -179,12 +248,16 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
         raise SpecError(f"unknown device {device!r}; choose from: cpu, cuda, cuda:N")
     if threads is not None and threads < 1:
         raise SpecError("--threads must be at least 1")
+    if memory_limit_mb is not None and not (math.isfinite(memory_limit_mb) and memory_limit_mb > 0):
+        raise SpecError(f"--memory-limit-mb must be a positive number of MB, got {memory_limit_mb}")
     fault_doc = None
     if fault is not None:
         if fault not in FAULTS:
             raise SpecError(f"unknown fault {fault!r}; choose from: {', '.join(FAULTS)}")
         if any(not RUNTIMES[n].is_null for n in names):
             raise SpecError("--fault is only for the null runners (null, null-rust, null-cpp)")
+        if fault_at_shape < 0:
+            raise SpecError(f"--fault-at-shape must be 0 or more, got {fault_at_shape}")
         fault_doc = {"kind": fault, "at_shape": fault_at_shape}
     if scenario not in SCENARIOS:
         raise SpecError(f"unknown scenario {scenario!r}; choose from: {', '.join(SCENARIOS)}")
@@ -203,23 +276,18 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
     if images is not None and not Path(images).expanduser().is_dir():
         raise SpecError(f"--images {images}: not a folder")
     corpus = corpus or Corpus()
-    if corpus.items < 1 or corpus.low < 1 or corpus.high < corpus.low or corpus.sigma < 0 or corpus.median <= 0:
-        raise SpecError("corpus: need items >= 1, 1 <= low <= high, sigma >= 0, median > 0")
+    if not (math.isfinite(corpus.median) and math.isfinite(corpus.sigma)):
+        raise SpecError("corpus: median and sigma must be finite numbers")
+    if (corpus.items < 1 or corpus.low < 1 or corpus.high < corpus.low or corpus.sigma < 0 or corpus.median <= 0
+            or corpus.seed < 0):
+        raise SpecError("corpus: need items >= 1, 1 <= low <= high, sigma >= 0, median > 0, seed >= 0")
     timing = timing or Timing()
-    if timing.target_ci is not None and not (0 <= timing.target_ci < 1):
-        raise SpecError(f"--target-ci must be in [0, 1) (0: off), got {timing.target_ci}")
-    if timing.forks is not None and (isinstance(timing.forks, bool) or not isinstance(timing.forks, int)
-                                     or timing.forks < 1):
-        raise SpecError(f"forks must be a positive integer, got {timing.forks!r}")
-    if (timing.max_seconds <= 0 or timing.min_calls < 1 or timing.warmup < 0 or timing.min_seconds < 0
-            or timing.max_calls < timing.min_calls):
-        raise SpecError("timing: need warmup >= 0, min_calls >= 1, min_seconds >= 0, max_seconds > 0, "
-                        "max_calls >= min_calls")
+    _check_timing(timing)
     spec = RunSpec(models=models, runtimes=names, batch=_ints(batch, "batch"),
                    seq=_ints(seq, "seq") if seq not in (None, [], "") else [],
                    device=device, precision=precision, scenario=scenario, threads=threads, timing=timing,
                    memory_limit_mb=memory_limit_mb, fault=fault_doc, images=images, corpus=corpus,
-                   calibrate=calibrate)
+                   calibrate=calibrate, pin_threads=pin_threads)
     from embedperf.workload.text import ShapeError, check_shape
 
     for m in models:
@@ -237,56 +305,157 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
     return spec
 
 
-SUITE_KEYS = {"models", "model", "source", "path", "revision", "truncate_dim", "runtimes", "batch", "seq", "device",
-              "precision", "threads", "timing", "memory_limit_mb", "description", "scenario", "images", "corpus",
-              "machines", "cloud"}  # the last two are read by `embedperf cloud`
+# -- suite files and command-line overrides ---------------------------------------------------
+
+_INT, _NUM, _STR, _BOOL, _LIST, _MAP = "an integer", "a number", "a string", "true or false", "a list", "a mapping"
+# what each key of a suite holds; None is allowed everywhere and means "not set"
+SUITE_TYPES = {
+    "description": _STR, "model": _STR, "models": _LIST, "source": _STR, "path": _STR, "revision": _STR,
+    "truncate_dim": _INT, "runtimes": "a list or comma-separated string", "batch": "integers",
+    "seq": "integers", "device": _STR, "precision": _STR, "threads": _INT, "timing": _MAP,
+    "memory_limit_mb": _NUM, "scenario": _STR, "images": _STR, "corpus": _MAP, "calibrate": _BOOL,
+    "pin_threads": _BOOL, "fault": _STR, "fault_at_shape": _INT,
+    "machines": None, "cloud": None,  # read by `embedperf cloud`
+}
+SUITE_KEYS = set(SUITE_TYPES)
+TIMING_TYPES = {"warmup": _INT, "min_calls": _INT, "min_seconds": _NUM, "max_seconds": _NUM, "max_calls": _INT,
+                "target_ci": _NUM, "load_timeout": _NUM, "grace": _NUM, "forks": _INT}
+CORPUS_TYPES = {"items": _INT, "median": _NUM, "sigma": _NUM, "low": _INT, "high": _INT, "seed": _INT}
+MODEL_ENTRY_TYPES = {"name": _STR, "source": _STR, "path": _STR, "revision": _STR, "truncate_dim": _INT}
+MODEL_KEYS = ("source", "path", "revision", "truncate_dim")  # per model, or for every model at the top
+
+# Each `run` option (its Python name) and the suite key it overrides ("section.key" inside a mapping).
+# Options the user gave on the command line replace these keys of a suite; the others leave it alone.
+OPTION_KEYS = {
+    "model": "model", "source": "source", "path": "path", "revision": "revision", "truncate_dim": "truncate_dim",
+    "runtimes": "runtimes", "batch": "batch", "seq": "seq", "scenario": "scenario", "corpus_items": "corpus.items",
+    "images": "images", "device": "device", "precision": "precision", "threads": "threads",
+    "memory_limit_mb": "memory_limit_mb", "calibrate_machine": "calibrate", "pin_threads": "pin_threads",
+    "fault": "fault", "fault_at_shape": "fault_at_shape", "warmup": "timing.warmup",
+    "min_calls": "timing.min_calls", "min_seconds": "timing.min_seconds", "max_seconds": "timing.max_seconds",
+    "target_ci": "timing.target_ci", "load_timeout": "timing.load_timeout", "grace": "timing.grace",
+    "forks": "timing.forks",
+}
+
+
+def _type_ok(value, kind) -> bool:
+    if value is None or kind is None:
+        return True
+    if kind == _INT:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == _NUM:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == _STR:
+        return isinstance(value, str)
+    if kind == _BOOL:
+        return isinstance(value, bool)
+    if kind == _LIST:
+        return isinstance(value, list)
+    if kind == _MAP:
+        return isinstance(value, dict)
+    if kind == "integers":  # 8, "1,8" or [1, 8]
+        return isinstance(value, (int, str, list)) and not isinstance(value, bool)
+    return isinstance(value, (str, list))  # runtimes
+
+
+def check_types(doc: dict, types: dict, where: str) -> None:
+    """One SpecError line for the first key whose value has the wrong type (unknown keys first)."""
+    reject_unknown(doc, types, where)
+    for key, value in doc.items():
+        if not _type_ok(value, types[key]):
+            raise SpecError(f"{where}: {key} must be {types[key]}, got {value!r}"[:300])
 
 
 def reject_unknown(found, valid, where: str) -> None:
     """One SpecError line naming unknown keys and the valid ones."""
-    unknown = set(found) - set(valid)
+    unknown = {str(k) for k in found} - {str(k) for k in valid}
     if unknown:
         raise SpecError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; valid keys: {', '.join(sorted(valid))}")
 
 
 def read_suite(path: Path) -> dict:
-    """A suite file's YAML mapping, or one clear SpecError."""
+    """A suite file's YAML mapping, or one clear SpecError (with the line and column of a YAML mistake)."""
     path = Path(path)
     if not path.is_file():
-        raise SpecError(f"suite file {path} does not exist")
+        raise SpecError(f"suite file {path} does not exist" if not path.exists() else f"suite {path} is not a file")
     try:
-        doc = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise SpecError(f"suite {path} is not valid YAML: {str(e).splitlines()[0]}") from None
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SpecError(f"suite {path} is not UTF-8 text") from None
+    except OSError as e:
+        raise SpecError(f"suite {path} cannot be read: {e.strerror}") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = " ".join(str(e.problem or e.context or "malformed").split())
+        raise SpecError(f"suite {path} is not valid YAML{where}: {problem}") from None
+    except (yaml.YAMLError, RecursionError) as e:
+        raise SpecError(f"suite {path} is not valid YAML: {' '.join(str(e).split())}"[:300]) from None
     if not isinstance(doc, dict):
         raise SpecError(f"suite {path} must be a mapping of keys ({', '.join(sorted(SUITE_KEYS))})")
     return doc
 
 
-def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
-    """Read a suite YAML file: the same keys as the command line."""
-    doc = read_suite(path)
-    reject_unknown(doc, SUITE_KEYS, f"suite {path}")
-    doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
+def apply_overrides(doc: dict, overrides: dict) -> dict:
+    """The suite document with the given suite keys replaced (`timing.warmup` names a key of a section).
+
+    `model` replaces the suite's `models` list; a model key (source, path, revision, truncate_dim)
+    replaces that key in every entry of `models` too, so the command line wins everywhere.
+    """
+    doc = dict(doc)
+    for key, value in overrides.items():
+        section, _, sub = key.rpartition(".")
+        if section:
+            inner = doc.get(section)
+            inner = dict(inner) if isinstance(inner, dict) else {}
+            inner[sub] = value
+            doc[section] = inner
+            continue
+        doc[key] = value
+        if key == "model":
+            doc.pop("models", None)
+        if key in MODEL_KEYS and isinstance(doc.get("models"), list):
+            doc["models"] = [{k: v for k, v in e.items() if k != key} if isinstance(e, dict) else e
+                             for e in doc["models"]]
+    return doc
+
+
+def from_doc(doc: dict, where: str) -> RunSpec:
+    """A RunSpec from a suite document (the same keys as the command line), every problem one SpecError line."""
+    doc = {k: v for k, v in doc.items() if v is not None}
+    check_types(doc, SUITE_TYPES, where)
+    if "model" in doc and "models" in doc:
+        raise SpecError(f"{where}: give `model` or a `models` list, not both")
     entries = doc.get("models") or [{"name": doc.get("model", next(iter(MODELS)))}]
     models = []
-    for entry in entries:
+    for i, entry in enumerate(entries):
         if isinstance(entry, str):
             entry = {"name": entry}
         if not isinstance(entry, dict) or "name" not in entry:
-            raise SpecError(f"suite {path}: each entry of models needs a name")
-        models.append(model_choice(entry["name"], entry.get("source", doc.get("source")),
-                                   entry.get("path", doc.get("path")), entry.get("revision", doc.get("revision")),
-                                   entry.get("truncate_dim", doc.get("truncate_dim"))))
-    timing_doc = doc.get("timing") or {}
-    if not isinstance(timing_doc, dict) or set(timing_doc) - set(Timing.__dataclass_fields__):
-        raise SpecError(f"suite {path}: timing takes {', '.join(Timing.__dataclass_fields__)}")
+            raise SpecError(f"{where}: each entry of models needs a name")
+        check_types(entry, MODEL_ENTRY_TYPES, f"{where}: models[{i}]")
+        models.append(model_choice(entry["name"], *(entry.get(k, doc.get(k)) for k in MODEL_KEYS)))
+    timing_doc = {k: v for k, v in (doc.get("timing") or {}).items()}
+    check_types(timing_doc, TIMING_TYPES, f"{where}: timing")
     corpus_doc = doc.get("corpus") or {}
-    if not isinstance(corpus_doc, dict) or set(corpus_doc) - set(Corpus.__dataclass_fields__):
-        raise SpecError(f"suite {path}: corpus takes {', '.join(Corpus.__dataclass_fields__)}")
+    check_types(corpus_doc, CORPUS_TYPES, f"{where}: corpus")
     for key in ("runtimes", "batch"):
         if key not in doc:
-            raise SpecError(f"suite {path} has no {key!r}")
+            raise SpecError(f"{where} has no {key!r}")
+    timing = Timing(**{k: v for k, v in timing_doc.items() if v is not None or k in ("target_ci", "forks")})
+    if timing.target_ci == 0:
+        timing.target_ci = None  # 0: off, as on the command line
     return build(models, doc["runtimes"], doc["batch"], doc.get("seq"), doc.get("device", "cpu"),
-                 doc.get("precision", "fp32"), doc.get("threads"), Timing(**timing_doc), doc.get("memory_limit_mb"),
-                 scenario=doc.get("scenario", "latency"), images=doc.get("images"), corpus=Corpus(**corpus_doc))
+                 doc.get("precision", "fp32"), doc.get("threads"), timing, doc.get("memory_limit_mb"),
+                 fault=doc.get("fault"), fault_at_shape=doc.get("fault_at_shape", 0),
+                 scenario=doc.get("scenario", "latency"), images=doc.get("images"),
+                 corpus=Corpus(**{k: v for k, v in corpus_doc.items() if v is not None}),
+                 calibrate=doc.get("calibrate", True), pin_threads=doc.get("pin_threads", False))
+
+
+def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
+    """Read a suite YAML file (the same keys as the command line); `overrides` (suite key -> value) win."""
+    doc = apply_overrides(read_suite(path), overrides or {})
+    return from_doc(doc, f"suite {path}")

@@ -28,7 +28,7 @@ def test_second_run_reuses_the_export_and_says_so(tmp_path):
     assert "reference: reusing" in second.stdout
     listing = embedperf("cache", "ls", env=env).stdout
     assert manifest["key"] in listing and "BAAI/bge-m3 (tiny)" in listing
-    pruned = embedperf("cache", "prune", "--all", env=env)
+    pruned = embedperf("cache", "prune", "--all", "--yes", env=env)
     assert pruned.returncode == 0 and f"removed {manifest['key']}" in pruned.stdout
     assert not manifest_path.exists()
 

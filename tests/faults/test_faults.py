@@ -22,7 +22,7 @@ def run_fault(runtime, results, *extra):
 def test_crash_or_exit_at_the_second_shape_keeps_the_first(runtime, fault, reason, results):
     require_runtime(runtime)
     proc = run_fault(runtime, results, "--fault", fault, "--fault-at-shape", "1")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr  # the run finished with a failed cell
     cells = {c["seq"]: c for c in cells_of(results)}
     assert cells[16]["status"] == "ok" and cells[16]["median_ms"] is not None
     assert cells[32]["status"] == "failed" and reason in cells[32]["reason"]
@@ -33,7 +33,7 @@ def test_a_hung_runner_is_killed_at_its_cap(runtime, results):
     require_runtime(runtime)
     proc = run_fault(runtime, results, "--fault", "hang", "--fault-at-shape", "0", "--load-timeout", "3",
                      "--grace", "1", "--max-seconds", "1")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr
     cells = cells_of(results)
     assert {c["status"] for c in cells} == {"failed"}
     assert all("runner hung" in c["reason"] for c in cells)
@@ -43,7 +43,7 @@ def test_a_hung_runner_is_killed_at_its_cap(runtime, results):
 def test_unbounded_allocation_is_stopped_by_the_memory_limit(runtime, results):
     require_runtime(runtime)
     proc = run_fault(runtime, results, "--fault", "oom", "--fault-at-shape", "1", "--memory-limit-mb", "400")
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr
     cells = {c["seq"]: c for c in cells_of(results)}
     assert cells[16]["status"] == "ok"
     assert cells[32]["status"] == "failed" and "memory" in cells[32]["reason"]
@@ -54,7 +54,7 @@ def test_the_run_goes_on_after_a_crashing_runtime(results):
     require_runtime("null-rust")
     proc = embedperf("run", "--runtimes", "null,null-rust", "--batch", "1", "--seq", "16", "--warmup", "1",
                      "--min-calls", "3", "--min-seconds", "0", "--target-ci", "0", "--fault", "crash", "--results", str(results))
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 3, proc.stderr
     cells = {c["runtime"]: c for c in cells_of(results)}
     assert cells["null"]["status"] == "failed" and cells["null-rust"]["status"] == "failed"
     assert "crashed" in cells["null-rust"]["reason"]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IN_CI, REPO, embedperf
+from embedperf.results.store import CELL_SCHEMA
 
 TERRAFORM_DIR = REPO / "infra" / "terraform"
 BOOTSTRAP = REPO / "src" / "embedperf" / "cloud" / "bootstrap.sh"
@@ -137,7 +138,7 @@ def cell_files(folder: Path) -> list[Path]:
     out = []
     for p in folder.rglob("*.json"):
         try:
-            if json.loads(p.read_text()).get("schema") == "embedperf/cell/1":
+            if json.loads(p.read_text()).get("schema") == CELL_SCHEMA:
                 out.append(p)
         except (OSError, json.JSONDecodeError):
             pass

@@ -22,7 +22,7 @@ source: tiny
 runtimes: [null, onnxruntime-python]
 batch: [1]
 seq: [16]
-timing: {warmup: 1, min_calls: 2, min_seconds: 0, max_seconds: 30}
+timing: {warmup: 1, min_calls: 2, min_seconds: 0, max_seconds: 30, forks: 1}
 machines:
   - {name: local-x86, instance_type: c7i.large, arch: x86_64, device: cpu, ami: ami-0123456789abcdef0}
 """

@@ -94,7 +94,7 @@ sweep() {  # upload every cell document written so far that is not uploaded yet
 put_status() {
   local file="$WORKDIR/host-status.json" cells=0 error
   error=$(printf '%s' "$ERROR" | tr -d '"\\\n\t')
-  [ -d "$CELLS_DIR" ] && cells=$(cd "$CELLS_DIR" && find . -name '*.json' ! -name run.json ! -path './*/work/*' | wc -l)
+  [ -d "$CELLS_DIR" ] && cells=$(cd "$CELLS_DIR" && find . -name '*.json' ! -name run.json ! -path './*/work/*' ! -path './*/forks/*' | wc -l)
   printf '{"schema": "embedperf/host-status/1", "machine": "%s", "device": "%s", "status": "%s", "error": "%s", "started": "%s", "updated": "%s", "cells_written": %s}\n' \
     "$MACHINE" "$DEVICE" "$STATUS" "$error" "$STARTED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$cells" > "$file"
   upload_one "$file" || say "could not upload host-status.json"
@@ -254,7 +254,11 @@ for device in $DEVICES; do
     sleep 5
     [ ${#UPLOAD_ARGS[@]} -gt 0 ] || sweep
   done
-  if ! wait "$run_pid"; then
+  run_rc=0
+  wait "$run_pid" || run_rc=$?
+  if [ "$run_rc" -eq 3 ]; then  # the run finished; some cells failed, and their documents say why
+    say "the $device run finished with failed cells (see their documents)"
+  elif [ "$run_rc" -ne 0 ]; then
     FAILED_DEVICES="$FAILED_DEVICES $device"
     [ ${#UPLOAD_ARGS[@]} -eq 0 ] || sweep  # documents that --upload may not have sent
   fi

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from embedperf.spec import SpecError
@@ -41,14 +40,13 @@ def _terraform(say=_say):
     return Terraform(say=say)
 
 
-class CloudFailure(click.ClickException):
-    """Terraform (or the cloud) failed: its messages on stderr, exit code 1. A ClickException, so the
-    main CLI shows it and exits with its code even under standalone_mode=False."""
+class CloudFailure(RuntimeError):
+    """Terraform (or the cloud) failed: its messages on stderr, exit code 1 (the main CLI shows it)."""
 
     exit_code = 1
 
     def show(self, file=None) -> None:
-        print(self.format_message(), file=file or sys.stderr)
+        print(str(self), file=file or sys.stderr)
 
 
 def _tf_call(fn, *args, **kwargs):

@@ -131,9 +131,10 @@ def list_keys(uri: str) -> list[tuple[str, int]]:
 
 
 def cell_documents(folder: Path) -> list[Path]:
-    """The cell documents under a results folder (not run.json, nothing under work/)."""
+    """The cell documents under a results folder (not run.json, nothing under work/ or forks/: a cell
+    document carries its forks)."""
     return sorted(p for p in Path(folder).rglob("*.json")
-                  if p.name != "run.json" and "work" not in p.relative_to(folder).parts[:-1]
+                  if p.name != "run.json" and not {"work", "forks"} & set(p.relative_to(folder).parts[:-1])
                   and not p.name.startswith("."))
 
 

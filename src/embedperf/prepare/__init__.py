@@ -16,7 +16,7 @@ import psutil
 
 from embedperf.models.registry import ModelSpec
 from embedperf.models.sources import Located
-from embedperf.prepare.cache import Prepared, prepare_key, read_manifest
+from embedperf.prepare.cache import Prepared, building, prepare_key, read_manifest
 
 
 class PrepareError(RuntimeError):
@@ -82,23 +82,35 @@ def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: 
 
     folder.parent.mkdir(parents=True, exist_ok=True)
     check_resources(folder, estimate_parameters(spec, located), missing)
-    say(f"prepare: building {', '.join(sorted(missing))} for {spec.name} ({located.source}) into cache {key}")
-    folder.mkdir(parents=True, exist_ok=True)
-    job = {"model": spec.name, "source": located.source, "folder": str(located.folder) if located.folder else None,
-           "identity": located.identity, "weights": located.weights, "formats": sorted(formats),
-           "out": str(folder), "threads": threads}
-    job_path = folder / "job.json"
-    job_path.write_text(json.dumps(job, indent=1))
-    log_path = folder / "prepare.log"
-    with open(log_path, "w") as log:
-        # Stream the build's own progress lines ("[prepare] ...") while keeping the whole log.
-        with subprocess.Popen([sys.executable, "-m", "embedperf.prepare.build", str(job_path)],
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                              text=True, bufsize=1) as proc:
-            for line in proc.stdout:
-                log.write(line)
-                if line.startswith("[prepare]"):
-                    say("  " + line.rstrip())
+    # the marker tells `cache ls`/`cache prune` (and another run) that this entry is being written
+    with building(folder, say) as mark:
+        manifest = read_manifest(folder) or {}  # another run may have built it while we waited
+        missing = {f for f in formats | {"reference"} if f not in manifest.get("artifacts", {})}
+        if not missing:
+            say(f"prepare: reusing {spec.name} ({located.source}) from cache {key}")
+            return Prepared(folder, manifest)
+        say(f"prepare: building {', '.join(sorted(missing))} for {spec.name} ({located.source}) into cache {key}")
+        job = {"model": spec.name, "source": located.source, "folder": str(located.folder) if located.folder else None,
+               "identity": located.identity, "weights": located.weights, "formats": sorted(formats),
+               "out": str(folder), "threads": threads}
+        job_path = folder / "job.json"
+        job_path.write_text(json.dumps(job, indent=1))
+        log_path = folder / "prepare.log"
+        with open(log_path, "w") as log:
+            # Stream the build's own progress lines ("[prepare] ...") while keeping the whole log.
+            with subprocess.Popen([sys.executable, "-m", "embedperf.prepare.build", str(job_path)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                  text=True, bufsize=1) as proc:
+                mark.add(proc.pid)
+                try:
+                    for line in proc.stdout:
+                        log.write(line)
+                        if line.startswith("[prepare]"):
+                            say("  " + line.rstrip())
+                except BaseException:  # Ctrl-C or SIGTERM: the build must not outlive the run
+                    proc.kill()
+                    proc.wait()
+                    raise
     if proc.returncode != 0:
         raise PrepareError(f"preparing {spec.name} failed (exit {proc.returncode}): "
                            f"{_cause(log_path)}; full log: {log_path}")

@@ -46,8 +46,8 @@ def load_cells(paths: list[Path]) -> list[dict]:
         else:
             files = sorted(root.rglob("*.json"))
         for path in files:
-            if path.name == "run.json" or path.parent.name == "work":
-                continue
+            if path.name == "run.json" or path.parent.name == "work" or path.parent.parent.name == "forks":
+                continue  # a cell document carries its forks: their records are the orchestrator's working state
             try:
                 doc = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError):

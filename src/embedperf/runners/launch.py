@@ -234,18 +234,25 @@ def launch(runtime: Runtime, request: dict, workdir: Path, tag: str, timeout_s: 
         watch = _GpuWatch(proc, res_path) if gpu else None
         if watch:
             watch.start()
-        exited = _wait(proc, timeout_s)
+        try:
+            exited = _wait(proc, timeout_s)
+        except BaseException:
+            # Ctrl-C or SIGTERM (the CLI turns it into KeyboardInterrupt): the runner lives in a process
+            # group of its own, which no terminal signal reaches, so it must be stopped here or it would
+            # go on measuring, adopted by init, and compete with whatever runs next.
+            _kill_group(proc)
+            proc.wait()
+            raise
+        finally:
+            for thread in (guard, watch):
+                if thread:
+                    thread.stop.set()
+                    thread.join()
         if not exited:
             _kill_group(proc)
             proc.wait()
         else:
             _kill_group(proc)  # leftovers of the runner's group, if any
-        if guard:
-            guard.stop.set()
-            guard.join()
-        if watch:
-            watch.stop.set()
-            watch.join()
     result = None
     if res_path.exists():
         try:
