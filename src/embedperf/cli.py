@@ -92,22 +92,19 @@ def _on_sigterm(signum, frame) -> None:
     raise _Terminated()
 
 
-def _planned_shapes(run_doc, choice) -> list[str]:
-    """The shape labels of one model's cells (as the orchestrator plans them)."""
+def _planned_shapes(run_doc, choice) -> list:
+    """The shapes of one model's cells, as the orchestrator plans them."""
     from embedperf.models.registry import get_model
+    from embedperf.orchestrator.plan import ModelPlan, shapes_for
 
-    spec = get_model(choice.name)
-    if run_doc.scenario == "throughput":
-        return [f"b{b} corpus {order}" for b in run_doc.batch for order in ("sorted", "unsorted")]
-    if spec.multimodal:
-        return [f"b{b} {m} {'%dpx' % spec.image_size if m == 'image' else 'text'}"
-                for m in spec.modalities for b in run_doc.batch]
-    return [f"b{b} s{s}" for b in run_doc.batch for s in run_doc.seq]
+    return shapes_for(run_doc, ModelPlan(choice, get_model(choice.name)))
 
 
 def _print_plan(run_doc, results: Path, run_id: str, kept: int = 0) -> None:
     """The dry run's printout: the matrix and how each shape is timed; nothing is prepared or measured."""
     from embedperf.measure.machine import available_cpus
+    from embedperf.models.registry import get_model
+    from embedperf.orchestrator.plan import forks_of
 
     t = run_doc.timing
     precisions = [run_doc.precision] if isinstance(run_doc.precision, str) else list(run_doc.precision)
@@ -118,13 +115,19 @@ def _print_plan(run_doc, results: Path, run_id: str, kept: int = 0) -> None:
          f"{len(precisions)} precision(s) x shapes")
     for i, m in enumerate(run_doc.models):
         extra = f", truncate to {m.truncate_dim}" if m.truncate_dim else ""
-        _say(f"  model {m.name} ({m.source}{extra}): {len(shapes[i])} shape(s): {', '.join(shapes[i])}")
+        tower = get_model(m.name).multimodal
+        _say(f"  model {m.name} ({m.source}{extra}): {len(shapes[i])} shape(s): "
+             f"{', '.join(x.label(tower) for x in shapes[i])}")
     _say(f"  runtimes: {', '.join(run_doc.runtimes)}")
     _say(f"  precision: {', '.join(precisions)}; device: {run_doc.device}; scenario: {run_doc.scenario}"
          + (f" ({run_doc.corpus.items} items)" if run_doc.scenario == "throughput" else ""))
     threads = run_doc.threads or f"{available_cpus()} (the CPUs this process may use)"
-    _say(f"  threads: {threads}; pin threads: {'yes' if run_doc.pin_threads else 'no'}; "
-         f"forks: {t.forks or 'default'}")
+    forks = forks_of(run_doc)
+    towers = sum(len({x.modality for x in shapes[i]}) for i in range(len(run_doc.models)))
+    _say(f"  threads: {threads}; pin threads: {'yes' if run_doc.pin_threads else 'no'}")
+    _say(f"  forks: {forks} per cell ({'given' if t.forks else 'default for ' + run_doc.scenario}): "
+         f"{towers * len(run_doc.runtimes) * len(precisions) * forks} runner process(es), in rounds of a seeded "
+         f"shuffle (seed {t.schedule_seed})")
     stop = f"once the CI of the median is within ±{t.target_ci * 100:g}%" if t.target_ci else "at the minimums"
     _say(f"  timing: {t.warmup} warm-up call(s); at least {t.min_calls} call(s) and {t.min_seconds:g} s, "
          f"stop {stop}, at most {t.max_seconds:g} s per shape (the cap wins over the minimums)")
