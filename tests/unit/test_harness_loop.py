@@ -13,7 +13,7 @@ from safetensors.numpy import load_file, save_file
 from embedperf.models.registry import TokenScheme
 from embedperf.protocol import validate
 from embedperf.runners import harness
-from embedperf.runners.harness import throughput_loop, timing_loop
+from embedperf.runners.harness import Unsupported, accuracy_pass, throughput_loop, timing_loop
 from embedperf.runners.null import NullEngine
 from embedperf.workload.corpus import lengths, make_corpus, write_corpus
 
@@ -110,6 +110,46 @@ def test_the_real_clock_works():
     assert loop.stop_rule == "min_reached" and len(loop.samples_ns) == 20 and loop.loop_s > 0
 
 
+def numbered(clock, ns=10 * US):
+    """A call returning [[its 1-based number]] (a fresh array each time), taking `ns`."""
+    state = {"i": 0}
+
+    def call():
+        clock.now += ns
+        state["i"] += 1
+        return np.array([[state["i"]]], dtype=np.float32)
+
+    return call
+
+
+@pytest.mark.parametrize("warmup", [0, 1, 3])
+def test_keep_first_copies_the_shapes_first_call(warmup):
+    clock = Clock()
+    loop = timing_loop(numbered(clock), timing(warmup=warmup, min_calls=4), clock=clock, keep_first=True)
+    assert loop.first.tolist() == [[1.0]] and loop.out.tolist() == [[warmup + 4.0]]
+    assert len(loop.samples_ns) == 4 and loop.stop_rule == "min_reached"
+    assert timing_loop(numbered(clock), timing(warmup=warmup), clock=clock).first is None
+
+
+def test_keep_first_copies_rather_than_keeps_a_reused_buffer():
+    clock = Clock()
+    buffer = np.zeros((1, 1), dtype=np.float32)
+
+    def call():
+        clock.now += US
+        buffer[...] += 1  # an engine that writes every output into the same array
+        return buffer
+
+    loop = timing_loop(call, timing(warmup=0, min_calls=3), clock=clock, keep_first=True)
+    assert loop.first.tolist() == [[1.0]] and loop.out.tolist() == [[3.0]]
+
+
+def test_one_call_is_enough_when_min_calls_is_one():
+    clock = Clock()
+    loop = timing_loop(numbered(clock), timing(warmup=0, min_calls=1), clock=clock, keep_first=True)
+    assert loop.samples_ns == [10 * US] and loop.stop_rule == "min_reached" and loop.first.tolist() == [[1.0]]
+
+
 # ----- throughput ---------------------------------------------------------------------------------------------
 
 def corpus_calls(clock, rows=(4, 4, 2), ns=(30 * US, 30 * US, 10 * US)):
@@ -171,6 +211,38 @@ def test_throughput_call_cap_at_a_pass_boundary():
     calls, _ = corpus_calls(clock)
     loop = throughput_loop(calls, timing(min_seconds=5, max_calls=4), clock=clock)
     assert loop.stop_rule == "call_cap" and len(loop.passes_ns) == 2 and len(loop.samples_ns) == 6
+
+
+@pytest.mark.parametrize("warmup", [0, 2])
+def test_throughput_keep_first_is_batch_zeros_first_call(warmup):
+    clock = Clock()
+    calls, log = corpus_calls(clock)
+    loop = throughput_loop(calls, timing(warmup=warmup, min_seconds=0.0001), clock=clock, keep_first=True)
+    assert loop.first.shape == (4, 2) and loop.first[:, 0].tolist() == [0] * 4
+    assert loop.first[:, 1].tolist() == [1] * 4  # the first call of batch 0
+    assert len(loop.passes_ns) == 2  # the last pass's batch 0 is its 2nd call (3rd after one warm-up call on it)
+    assert loop.out[:4, 1].tolist() == [{0: 2, 2: 3}[warmup]] * 4
+
+
+def test_throughput_with_one_batch_ends_a_pass_at_every_call():
+    clock = Clock()
+    calls, _ = corpus_calls(clock, rows=(3,), ns=(10 * US,))
+    loop = throughput_loop(calls, timing(warmup=0, min_seconds=0.00005), clock=clock, keep_first=True)
+    assert loop.passes_ns == [10 * US] * 5 and len(loop.samples_ns) == 5 and loop.stop_rule == "min_reached"
+    assert loop.first[:, 1].tolist() == [1] * 3 and loop.out[:, 1].tolist() == [5] * 3
+
+
+# ----- accuracy -----------------------------------------------------------------------------------------------
+
+def test_accuracy_embeds_every_batch_once_in_feed_order():
+    clock = Clock()
+    calls, log = corpus_calls(clock)
+    loop = accuracy_pass(calls, clock=clock, keep_first=True)
+    assert log == [0, 1, 2] and loop.stop_rule == "single_pass"
+    assert loop.samples_ns == [30 * US, 30 * US, 10 * US] and loop.warmup_ns == [] and loop.passes_ns == []
+    assert loop.first_call_s == pytest.approx(3e-5) and loop.loop_s == pytest.approx(7e-5)
+    assert loop.out[:, 0].tolist() == [0] * 4 + [1] * 4 + [2] * 2 and loop.out[:, 1].tolist() == [1] * 10
+    assert loop.first.tolist() == loop.out[:4].tolist()
 
 
 # ----- whole runs through harness.run (null engine, in process) ----------------------------------------------
@@ -258,6 +330,55 @@ def test_run_refuses_a_corpus_wider_than_the_request(tmp_path):
     assert [s["status"] for s in result["shapes"]] == ["failed", "failed"]
     assert "exceeds the requested" in result["shapes"][0]["error"]
     assert "neither input_ids nor pixel_values" in result["shapes"][1]["error"]
+
+
+def test_run_writes_first_embeddings_accuracy_and_memory_method(tmp_path):
+    text = text_workload(tmp_path / "t.safetensors", 3, 16)
+    tensors, stats = make_corpus(TOKENS, lengths(n=11, high=40), 4, sort=False, seed=2)
+    corpus = str(write_corpus(tmp_path / "c.safetensors", tensors))
+    shapes = [
+        {"batch": 3, "seq": 16, "workload": text, "embeddings": str(tmp_path / "e0.safetensors"),
+         "first_embeddings": str(tmp_path / "f0.safetensors")},
+        {"batch": 4, "seq": stats["longest"], "workload": corpus, "embeddings": str(tmp_path / "e1.safetensors"),
+         "first_embeddings": str(tmp_path / "f1.safetensors"), "scenario": "accuracy"},
+        {"batch": 4, "seq": stats["longest"], "workload": corpus, "embeddings": str(tmp_path / "e2.safetensors"),
+         "scenario": "throughput"},
+    ]
+    code, result = run_request(tmp_path, shapes)
+    assert code == 0 and result["error"] is None
+    lat, acc, thr = result["shapes"]
+    assert lat["first_embeddings"] == shapes[0]["first_embeddings"] and thr["first_embeddings"] is None
+    assert load_file(lat["first_embeddings"])["sentence_embedding"].shape == (3, 8)
+    assert acc["status"] == "ok" and acc["scenario"] == "accuracy" and acc["stop_rule"] == "single_pass"
+    assert len(acc["samples_ns"]) == stats["batches"] and acc["warmup_ns"] == [] and acc["items"] == 11
+    assert load_file(acc["embeddings"])["sentence_embedding"].shape == (11, 8)
+    first_rows = int(tensors["batches"][0, 0])
+    assert load_file(acc["first_embeddings"])["sentence_embedding"].shape == (first_rows, 8)
+    for shape in result["shapes"]:
+        assert shape["memory_method"] in (harness.MEMORY_RESET, harness.MEMORY_NO_RESET)
+        assert (shape["loop_peak_rss_mb"] is None) == (shape["memory_method"] != harness.MEMORY_RESET)
+
+
+def test_loop_peak_is_null_when_the_reset_fails(tmp_path, monkeypatch):
+    monkeypatch.setattr(harness, "reset_hwm", lambda: False)
+    text = text_workload(tmp_path / "t.safetensors", 2, 8)
+    code, result = run_request(tmp_path, [{"batch": 2, "seq": 8, "workload": text,
+                                           "embeddings": str(tmp_path / "e.safetensors")}])
+    shape = result["shapes"][0]
+    assert code == 0 and shape["status"] == "ok" and shape["peak_rss_mb"] > 0
+    assert shape["loop_peak_rss_mb"] is None and shape["memory_method"] == "not measured: clear_refs not writable"
+
+
+def test_an_unsupported_load_is_its_own_error_kind(tmp_path):
+    class Refuses:
+        def __init__(self, request):
+            raise Unsupported(f"precision {request['precision']} is not run natively here")
+
+    text = text_workload(tmp_path / "t.safetensors", 1, 8)
+    code, result = run_request(tmp_path, [{"batch": 1, "seq": 8, "workload": text,
+                                           "embeddings": str(tmp_path / "e.safetensors")}], engine=Refuses)
+    assert code == 1 and result["shapes"] == []
+    assert result["error"] == {"kind": "unsupported", "message": "precision fp32 is not run natively here"}
 
 
 # ----- real graph engines feed exactly the inputs their graph declares ----------------------------------------

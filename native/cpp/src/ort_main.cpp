@@ -17,6 +17,7 @@
 #include <onnxruntime_cxx_api.h>
 
 #include "embed.hpp"
+#include "precision.hpp"
 #include "runner.hpp"
 #include "sha256.hpp"
 
@@ -85,9 +86,6 @@ class OrtBackend : public Backend {
 
     if (req.artifact_format != "onnx")
       throw std::runtime_error("artifact.format is '" + req.artifact_format + "'; this runner needs 'onnx'");
-    if (req.precision != "fp32")
-      throw std::runtime_error("precision '" + req.precision +
-                               "' is not supported: the onnx artifact's graph is float32 end to end");
     if (req.model.truncate_dim && *req.model.truncate_dim > req.model.output_dim)
       throw std::runtime_error("model.truncate_dim " + std::to_string(*req.model.truncate_dim) + " > output_dim " +
                                std::to_string(req.model.output_dim));
@@ -96,6 +94,10 @@ class OrtBackend : public Backend {
 
     std::string model = req.artifact_path;
     if (file_exists_dir(model)) model += "/model.onnx";
+
+    // Precision first: a refusal comes before any session is built.
+    const GraphFacts facts = graph_facts(model);
+    decide_precision(req.precision, req.artifact_precision, cuda_device_index(req.device).has_value(), facts);
 
     env_ = std::make_unique<Ort::Env>(ORT_LOGGING_LEVEL_WARNING, "embedperf");
     Ort::SessionOptions so;
@@ -129,6 +131,11 @@ class OrtBackend : public Backend {
     so.AddConfigEntry("session.inter_op.allow_spinning", spin_s);
     entries["session.intra_op.allow_spinning"] = spin_s;
     entries["session.inter_op.allow_spinning"] = spin_s;
+    // The request's own entries, after the options above: an entry given there wins.
+    for (const auto& [key, value] : o.session_config) {
+      so.AddConfigEntry(key.c_str(), value.c_str());
+      entries[key] = value;
+    }
 
     json providers = json::array();
     auto cuda = cuda_device_index(req.device);
@@ -167,9 +174,14 @@ class OrtBackend : public Backend {
                  {"execution_mode", mode},
                  {"enable_cpu_mem_arena", arena},
                  {"allow_spinning", spin},
-                 {"session_config_entries", entries},
+                 {"session_config", entries},
                  {"execution_providers", providers},
                  {"precision", req.precision},
+                 {"precision_evidence", {{"artifact_precision", req.artifact_precision},
+                                         {"source", "op types and initializer types read from the model file"},
+                                         {"quantized_ops", facts.quantized_ops()},
+                                         {"quantized_op_types", facts.quantized_op_types()},
+                                         {"initializer_types", facts.initializer_types}}},
                  {"model_path", model},
                  {"defaults_used", defaults},
                  {"output_copy", "Run() returns a CPU tensor; copied into a std::vector<float>"}};

@@ -92,30 +92,34 @@ Request parse_request(const json& j) {
   if (m.contains("modality")) r.model.modality = one_of(m["modality"], "model.modality", {"text", "image"});
 
   const json& a = object(need(j, "artifact", "request"), "artifact");
-  no_extra(a, "artifact", {"format", "path", "sha256", "attention"});
+  no_extra(a, "artifact", {"format", "path", "sha256", "attention", "precision"});
   r.artifact_format = one_of(need(a, "format", "artifact"), "artifact.format", {"reference", "onnx", "openvino", "none"});
   r.artifact_path = str(need(a, "path", "artifact"), "artifact.path");
   if (a.contains("sha256") && !a["sha256"].is_null()) r.artifact_sha256 = str(a["sha256"], "artifact.sha256");
   if (a.contains("attention") && !a["attention"].is_null()) str(a["attention"], "artifact.attention");
+  if (a.contains("precision"))
+    r.artifact_precision = one_of(a["precision"], "artifact.precision", {"fp32", "fp16", "bf16", "int8"});
 
   const json& shapes = need(j, "shapes", "request");
   if (!shapes.is_array() || shapes.empty()) bad("shapes", "must be a non-empty array");
   for (size_t i = 0; i < shapes.size(); ++i) {
     std::string w = "shapes[" + std::to_string(i) + "]";
     const json& s = object(shapes[i], w);
-    no_extra(s, w, {"batch", "seq", "workload", "embeddings", "scenario"});
+    no_extra(s, w, {"batch", "seq", "workload", "embeddings", "scenario", "first_embeddings"});
     ShapeSpec sp;
     sp.batch = integer(need(s, "batch", w), w + ".batch", 1);
     sp.seq = integer(need(s, "seq", w), w + ".seq", 1);
     sp.workload = str(need(s, "workload", w), w + ".workload");
     sp.embeddings = str(need(s, "embeddings", w), w + ".embeddings");
-    if (s.contains("scenario")) sp.scenario = one_of(s["scenario"], w + ".scenario", {"latency", "throughput"});
+    if (s.contains("scenario"))
+      sp.scenario = one_of(s["scenario"], w + ".scenario", {"latency", "throughput", "accuracy"});
+    if (s.contains("first_embeddings")) sp.first_embeddings = str(s["first_embeddings"], w + ".first_embeddings");
     r.shapes.push_back(sp);
   }
 
   r.device = str(need(j, "device", "request"), "device");
   if (r.device != "cpu" && !cuda_device_index(r.device)) bad("device", "'" + r.device + "' is not cpu, cuda or cuda:N");
-  r.precision = one_of(need(j, "precision", "request"), "precision", {"fp32", "fp16", "bf16"});
+  r.precision = one_of(need(j, "precision", "request"), "precision", {"fp32", "fp16", "bf16", "int8"});
 
   const json& t = object(need(j, "threads", "request"), "threads");
   no_extra(t, "threads", {"intra_op", "inter_op"});
@@ -140,7 +144,8 @@ Request parse_request(const json& j) {
 
   if (j.contains("onnxruntime") && !j["onnxruntime"].is_null()) {
     const json& o = object(j["onnxruntime"], "onnxruntime");
-    no_extra(o, "onnxruntime", {"graph_optimization_level", "execution_mode", "enable_cpu_mem_arena", "allow_spinning"});
+    no_extra(o, "onnxruntime",
+             {"graph_optimization_level", "execution_mode", "enable_cpu_mem_arena", "allow_spinning", "session_config"});
     r.onnxruntime.present = true;
     if (o.contains("graph_optimization_level"))
       r.onnxruntime.graph_optimization_level = one_of(o["graph_optimization_level"], "onnxruntime.graph_optimization_level",
@@ -151,6 +156,11 @@ Request parse_request(const json& j) {
       r.onnxruntime.enable_cpu_mem_arena = boolean(o["enable_cpu_mem_arena"], "onnxruntime.enable_cpu_mem_arena");
     if (o.contains("allow_spinning"))
       r.onnxruntime.allow_spinning = boolean(o["allow_spinning"], "onnxruntime.allow_spinning");
+    if (o.contains("session_config")) {
+      const json& c = object(o["session_config"], "onnxruntime.session_config");
+      for (auto it = c.begin(); it != c.end(); ++it)
+        r.onnxruntime.session_config.emplace_back(it.key(), str(it.value(), "onnxruntime.session_config." + it.key()));
+    }
   }
 
   if (j.contains("fault") && !j["fault"].is_null()) {

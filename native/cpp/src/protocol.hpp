@@ -27,7 +27,8 @@ struct ShapeSpec {
   int64_t seq = 0;
   std::string workload;
   std::string embeddings;
-  std::string scenario = "latency";  // latency | throughput
+  std::string scenario = "latency";  // latency | throughput | accuracy
+  std::string first_embeddings;      // where to write the first call's output; empty: not asked
 };
 
 // request.onnxruntime; every field optional (absent -> ONNX Runtime's default).
@@ -37,6 +38,8 @@ struct OrtSpec {
   std::optional<std::string> execution_mode;            // sequential|parallel
   std::optional<bool> enable_cpu_mem_arena;
   std::optional<bool> allow_spinning;
+  // Extra session config entries (key -> value), applied after the options above.
+  std::vector<std::pair<std::string, std::string>> session_config;
 };
 
 struct FaultSpec {
@@ -62,9 +65,10 @@ struct Request {
   std::string artifact_format;
   std::string artifact_path;
   std::optional<std::string> artifact_sha256;
+  std::string artifact_precision = "fp32";  // what the artifact itself holds (fp32 when absent)
   std::vector<ShapeSpec> shapes;
   std::string device;  // cpu | cuda | cuda:N
-  std::string precision;
+  std::string precision;  // fp32 | fp16 | bf16 | int8: run natively or refuse (Unsupported)
   int64_t intra_op = 1;
   int64_t inter_op = 1;
   TimingSpec timing;

@@ -91,6 +91,9 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
   auto t0 = clock::now();
   try {
     backend.load(req);
+  } catch (const Unsupported& e) {
+    result["load_s"] = std::chrono::duration<double>(clock::now() - t0).count();
+    return fail("unsupported", e.what());
   } catch (const std::exception& e) {
     result["load_s"] = std::chrono::duration<double>(clock::now() - t0).count();
     try { result["settings"] = backend.settings(); } catch (...) {}
@@ -122,8 +125,8 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
     json s = {{"batch", sp.batch}, {"seq", sp.seq}, {"status", "failed"}, {"error", nullptr},
               {"first_call_s", nullptr}, {"warmup_ns", json::array()}, {"samples_ns", json::array()},
               {"stop_rule", nullptr}, {"loop_s", nullptr}, {"peak_rss_mb", nullptr},
-              {"loop_peak_rss_mb", nullptr}, {"embeddings", nullptr}, {"scenario", sp.scenario},
-              {"target_ci", nullptr}, {"ci_checks", nullptr}};
+              {"loop_peak_rss_mb", nullptr}, {"memory_method", nullptr}, {"embeddings", nullptr},
+              {"first_embeddings", nullptr}, {"scenario", sp.scenario}, {"target_ci", nullptr}, {"ci_checks", nullptr}};
     auto record = [&](const LoopResult& lr) {
       s["first_call_s"] = opt(lr.first_call_s);
       s["warmup_ns"] = lr.warmup_ns;
@@ -133,13 +136,31 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
       bump(lr.pre_loop_hwm_mb);
       bump(lr.post_loop_hwm_mb);
       s["loop_peak_rss_mb"] = opt(lr.loop_peak_rss_mb);
+      s["memory_method"] = lr.memory_method;
+    };
+    // The shape's first call's output, copied by LoopHooks::first_call outside every timed span.
+    const bool keep_first = !sp.first_embeddings.empty();
+    std::vector<float> first;
+    int64_t first_rows = 0, first_cols = 0;
+    auto keep = [&](const Output& o) {
+      first.assign(o.data, o.data + o.rows * o.cols);
+      first_rows = o.rows;
+      first_cols = o.cols;
+    };
+    auto write_first = [&] {
+      if (!keep_first) return;
+      if (first_rows == 0) throw std::runtime_error("first_embeddings asked but no first call was kept");
+      write_safetensors(sp.first_embeddings, {{"sentence_embedding", "F32", {first_rows, first_cols}, first.data(),
+                                               first.size() * sizeof(float)}});
+      s["first_embeddings"] = sp.first_embeddings;
     };
     try {
       if (on_shape_start) on_shape_start(req, i);
-      if (sp.scenario == "throughput") {
+      if (sp.scenario == "throughput" || sp.scenario == "accuracy") {
         if (req.model.modality != "text")
-          throw std::runtime_error("scenario throughput needs a text corpus; model.modality is '" + req.model.modality + "'");
-        s["passes_ns"] = json::array();
+          throw std::runtime_error("scenario " + sp.scenario + " needs a text corpus; model.modality is '" +
+                                   req.model.modality + "'");
+        if (sp.scenario == "throughput") s["passes_ns"] = json::array();
         s["items"] = nullptr;
         const Corpus c = load_corpus(sp.workload);
         if (c.max_rows > sp.batch)
@@ -150,36 +171,46 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
         std::vector<int64_t> first_row(c.batches.size());
         for (int64_t k = 1; k < k_count; ++k)
           first_row[static_cast<size_t>(k)] = first_row[static_cast<size_t>(k - 1)] + c.batches[static_cast<size_t>(k - 1)].batch;
-        // The last full pass's rows in feed order: `pass` fills as calls return,
-        // `full` is the last completed pass (swapped in after each pass).
+        // The rows of a pass in feed order: `pass` fills as calls return, `full`
+        // is the last completed pass (swapped in after each pass; accuracy has one).
         int64_t cols = req.model.truncate_dim.value_or(req.model.output_dim);
         bool cols_known = false;
         std::vector<float> pass(static_cast<size_t>(c.items * cols)), full(pass.size());
         Output out;
-        LoopResult lr = run_passes(
-            req.timing, k_count, [&](int64_t k) { out = backend.call(c.batches[static_cast<size_t>(k)]); },
-            [&](int64_t k) {
-              const int64_t rows = c.batches[static_cast<size_t>(k)].batch;
-              if (out.rows != rows)
-                throw std::runtime_error("output of corpus batch " + std::to_string(k) + " has " + std::to_string(out.rows) +
-                                         " rows, expected " + std::to_string(rows));
-              if (out.cols != cols) {
-                if (cols_known)
-                  throw std::runtime_error("output of corpus batch " + std::to_string(k) + " has " +
-                                           std::to_string(out.cols) + " columns, earlier calls " + std::to_string(cols));
-                cols = out.cols;
-                pass.assign(static_cast<size_t>(c.items * cols), 0.0f);
-                full.assign(pass.size(), 0.0f);
-              }
-              cols_known = true;
-              std::memcpy(pass.data() + first_row[static_cast<size_t>(k)] * cols, out.data,
-                          static_cast<size_t>(rows * cols) * sizeof(float));
-            },
-            [&] { pass.swap(full); });
-        record(lr);
-        s["passes_ns"] = lr.passes_ns;
+        auto call = [&](int64_t k) { out = backend.call(c.batches[static_cast<size_t>(k)]); };
+        auto copy_rows = [&](int64_t k) {
+          const int64_t rows = c.batches[static_cast<size_t>(k)].batch;
+          if (out.rows != rows)
+            throw std::runtime_error("output of corpus batch " + std::to_string(k) + " has " + std::to_string(out.rows) +
+                                     " rows, expected " + std::to_string(rows));
+          if (out.cols != cols) {
+            if (cols_known)
+              throw std::runtime_error("output of corpus batch " + std::to_string(k) + " has " +
+                                       std::to_string(out.cols) + " columns, earlier calls " + std::to_string(cols));
+            cols = out.cols;
+            pass.assign(static_cast<size_t>(c.items * cols), 0.0f);
+            full.assign(pass.size(), 0.0f);
+          }
+          cols_known = true;
+          std::memcpy(pass.data() + first_row[static_cast<size_t>(k)] * cols, out.data,
+                      static_cast<size_t>(rows * cols) * sizeof(float));
+        };
+        LoopHooks hooks;
+        if (keep_first) hooks.first_call = [&] { keep(out); };
+        if (sp.scenario == "throughput") {
+          LoopResult lr = run_passes(req.timing, k_count, call, copy_rows, [&] { pass.swap(full); }, hooks);
+          record(lr);
+          s["passes_ns"] = lr.passes_ns;
+          if (lr.passes_ns.empty()) throw std::runtime_error("no full pass over the corpus was timed");
+        } else {
+          // accuracy: one pass, no warm-up; its first call is batch 0, whose rows lead `pass`
+          LoopResult lr = run_single_pass(k_count, call, copy_rows, LoopHooks());
+          record(lr);
+          pass.swap(full);
+          if (keep_first)
+            keep({full.data(), c.batches.front().batch, cols});
+        }
         s["items"] = c.items;
-        if (lr.passes_ns.empty()) throw std::runtime_error("no full pass over the corpus was timed");
         write_safetensors(sp.embeddings, {{"sentence_embedding", "F32", {c.items, cols}, full.data(),
                                            full.size() * sizeof(float)}});
       } else {
@@ -191,7 +222,9 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
                                    std::to_string(sp.batch) + "," + std::to_string(sp.seq) + "]");
         backend.begin_shape(i, sp, w.batch);
         Output last;
-        LoopResult lr = run_timed(req.timing, [&] { last = backend.call(w); });
+        LoopHooks hooks;
+        if (keep_first) hooks.first_call = [&] { keep(last); };
+        LoopResult lr = run_timed(req.timing, [&] { last = backend.call(w); }, hooks);
         record(lr);
         s["target_ci"] = req.timing.target_ci ? json(*req.timing.target_ci) : json(nullptr);
         s["ci_checks"] = lr.ci_checks;
@@ -200,6 +233,7 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
         write_safetensors(sp.embeddings, {{"sentence_embedding", "F32", {last.rows, last.cols}, last.data,
                                            static_cast<size_t>(last.rows * last.cols) * sizeof(float)}});
       }
+      write_first();
       s["embeddings"] = sp.embeddings;
       s["status"] = "ok";
     } catch (const std::exception& e) {

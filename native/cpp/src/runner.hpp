@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,14 @@ struct Output {
   const float* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+};
+
+// A load-time refusal: the backend cannot run what was asked natively (e.g.
+// the precision). Thrown from load(), it is written as error kind "unsupported"
+// with this one-line message (exit 1); the orchestrator records the cell as
+// skipped with the message as its reason.
+struct Unsupported : std::runtime_error {
+  using std::runtime_error::runtime_error;
 };
 
 class Backend {

@@ -117,19 +117,37 @@ using clock = std::chrono::steady_clock;
 int64_t ns(clock::duration d) {
   return static_cast<int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count());
 }
+
+// Warm-up calls (call(i) for i < warmup), timed; the first is the first call.
+void warm_up(LoopResult& r, int64_t warmup, const std::function<void(int64_t)>& call, const LoopHooks& hooks) {
+  r.warmup_ns.reserve(static_cast<size_t>(warmup));
+  for (int64_t i = 0; i < warmup; ++i) {
+    auto t0 = clock::now();
+    call(i);
+    auto t1 = clock::now();
+    r.warmup_ns.push_back(ns(t1 - t0));
+    if (i == 0 && hooks.first_call) hooks.first_call();
+  }
+  if (!r.warmup_ns.empty()) r.first_call_s = static_cast<double>(r.warmup_ns.front()) * 1e-9;
+}
+
+// The loop's peak after it: null (and said so) when the reset failed.
+void finish_memory(LoopResult& r, bool reset_ok, const LoopHooks& hooks) {
+  r.post_loop_hwm_mb = hooks.read_hwm();
+  if (!reset_ok) {
+    r.memory_method = kMemoryNoReset;
+  } else if (!r.post_loop_hwm_mb) {
+    r.memory_method = kMemoryNoHwm;
+  } else {
+    r.loop_peak_rss_mb = r.post_loop_hwm_mb;
+    r.memory_method = kMemoryReset;
+  }
+}
 }  // namespace
 
 LoopResult run_timed(const TimingSpec& spec, const std::function<void()>& call, const LoopHooks& hooks) {
   LoopResult r;
-
-  r.warmup_ns.reserve(static_cast<size_t>(spec.warmup));
-  for (int64_t i = 0; i < spec.warmup; ++i) {
-    auto t0 = clock::now();
-    call();
-    auto t1 = clock::now();
-    r.warmup_ns.push_back(ns(t1 - t0));
-  }
-  if (!r.warmup_ns.empty()) r.first_call_s = static_cast<double>(r.warmup_ns.front()) * 1e-9;
+  warm_up(r, spec.warmup, [&](int64_t) { call(); }, hooks);
 
   r.pre_loop_hwm_mb = hooks.read_hwm();
   const bool reset_ok = hooks.reset_hwm();
@@ -137,23 +155,27 @@ LoopResult run_timed(const TimingSpec& spec, const std::function<void()>& call, 
   LatencyStop stop(spec);
   r.samples_ns.reserve(static_cast<size_t>(std::min<int64_t>(std::max(spec.min_calls, spec.max_calls), 1 << 20)));
   const auto start = clock::now();
+  auto t0 = clock::now();
+  call();
+  auto t1 = clock::now();
+  r.samples_ns.push_back(ns(t1 - t0));
+  if (r.warmup_ns.empty() && hooks.first_call) hooks.first_call();
   int64_t elapsed = 0;
   for (;;) {
-    auto t0 = clock::now();
-    call();
-    auto t1 = clock::now();
-    r.samples_ns.push_back(ns(t1 - t0));
     elapsed = ns(t1 - start);
     if (const char* rule = stop.after_call(r.samples_ns, elapsed)) {
       r.stop_rule = rule;
       break;
     }
+    t0 = clock::now();
+    call();
+    t1 = clock::now();
+    r.samples_ns.push_back(ns(t1 - t0));
   }
   r.loop_s = static_cast<double>(elapsed) * 1e-9;
   r.ci_checks = stop.ci_checks();
-
-  r.post_loop_hwm_mb = hooks.read_hwm();
-  if (reset_ok) r.loop_peak_rss_mb = r.post_loop_hwm_mb;
+  if (!r.first_call_s) r.first_call_s = static_cast<double>(r.samples_ns.front()) * 1e-9;
+  finish_memory(r, reset_ok, hooks);
   return r;
 }
 
@@ -162,15 +184,7 @@ LoopResult run_passes(const TimingSpec& spec, int64_t batches, const std::functi
                       const LoopHooks& hooks) {
   if (batches < 1) throw std::runtime_error("throughput: the corpus has no batches");
   LoopResult r;
-
-  r.warmup_ns.reserve(static_cast<size_t>(spec.warmup));
-  for (int64_t i = 0; i < spec.warmup; ++i) {
-    auto t0 = clock::now();
-    call(i % batches);
-    auto t1 = clock::now();
-    r.warmup_ns.push_back(ns(t1 - t0));
-  }
-  if (!r.warmup_ns.empty()) r.first_call_s = static_cast<double>(r.warmup_ns.front()) * 1e-9;
+  warm_up(r, spec.warmup, [&](int64_t i) { call(i % batches); }, hooks);
 
   r.pre_loop_hwm_mb = hooks.read_hwm();
   const bool reset_ok = hooks.reset_hwm();
@@ -179,50 +193,74 @@ LoopResult run_passes(const TimingSpec& spec, int64_t batches, const std::functi
   const int64_t max_ns = static_cast<int64_t>(spec.max_seconds * 1e9);
   const int64_t max_calls = spec.max_calls;
   r.samples_ns.reserve(static_cast<size_t>(std::min<int64_t>(std::max<int64_t>(batches, max_calls), 1 << 20)));
+  // One flat loop over calls, rotated like run_timed's: the first call is made
+  // before it, so hooks.first_call can run with nothing added inside the loop.
+  int64_t k = 0;  // the latest call's batch
   const auto start = clock::now();
+  auto t0 = clock::now();
+  auto pass_start = t0;  // a pass: its first call's start to its last call's end
+  call(0);
+  auto t1 = clock::now();
+  r.samples_ns.push_back(ns(t1 - t0));
+  if (after_call) after_call(0);
+  if (r.warmup_ns.empty() && hooks.first_call) hooks.first_call();
   int64_t elapsed = 0;
   int64_t full_passes = 0;
   for (;;) {
-    clock::time_point pass_start;
-    bool stopped = false;
-    for (int64_t k = 0; k < batches; ++k) {
-      auto t0 = clock::now();
-      if (k == 0) pass_start = t0;
-      call(k);
-      auto t1 = clock::now();
-      r.samples_ns.push_back(ns(t1 - t0));
-      elapsed = ns(t1 - start);
-      if (after_call) after_call(k);
-      const bool pass_end = k == batches - 1;
-      if (pass_end) {
-        r.passes_ns.push_back(ns(t1 - pass_start));
-        ++full_passes;
-        if (after_pass) after_pass();
-        if (elapsed >= min_ns) {
-          r.stop_rule = "min_reached";
-          stopped = true;
-          break;
-        }
-      }
-      if (full_passes >= 1 && elapsed >= max_ns) {
-        // a cut pass's calls are dropped: samples_ns always holds whole passes (passes_ns.size() * batches)
-        r.samples_ns.resize(static_cast<size_t>(full_passes * batches));
-        r.stop_rule = "time_cap";
-        stopped = true;
-        break;
-      }
-      if (pass_end && max_calls > 0 && static_cast<int64_t>(r.samples_ns.size()) >= max_calls) {
-        r.stop_rule = "call_cap";
-        stopped = true;
+    elapsed = ns(t1 - start);
+    const bool pass_end = k == batches - 1;
+    if (pass_end) {
+      r.passes_ns.push_back(ns(t1 - pass_start));
+      ++full_passes;
+      if (after_pass) after_pass();
+      if (elapsed >= min_ns) {
+        r.stop_rule = "min_reached";
         break;
       }
     }
-    if (stopped) break;
+    if (full_passes >= 1 && elapsed >= max_ns) {
+      // a cut pass's calls are dropped: samples_ns always holds whole passes (passes_ns.size() * batches)
+      r.samples_ns.resize(static_cast<size_t>(full_passes * batches));
+      r.stop_rule = "time_cap";
+      break;
+    }
+    if (pass_end && max_calls > 0 && static_cast<int64_t>(r.samples_ns.size()) >= max_calls) {
+      r.stop_rule = "call_cap";
+      break;
+    }
+    k = pass_end ? 0 : k + 1;
+    t0 = clock::now();
+    if (k == 0) pass_start = t0;
+    call(k);
+    t1 = clock::now();
+    r.samples_ns.push_back(ns(t1 - t0));
+    if (after_call) after_call(k);
   }
   r.loop_s = static_cast<double>(elapsed) * 1e-9;
+  if (!r.first_call_s) r.first_call_s = static_cast<double>(r.samples_ns.front()) * 1e-9;
+  finish_memory(r, reset_ok, hooks);
+  return r;
+}
 
-  r.post_loop_hwm_mb = hooks.read_hwm();
-  if (reset_ok) r.loop_peak_rss_mb = r.post_loop_hwm_mb;
+LoopResult run_single_pass(int64_t batches, const std::function<void(int64_t)>& call,
+                           const std::function<void(int64_t)>& after_call, const LoopHooks& hooks) {
+  if (batches < 1) throw std::runtime_error("accuracy: the corpus has no batches");
+  LoopResult r;
+  r.pre_loop_hwm_mb = hooks.read_hwm();
+  const bool reset_ok = hooks.reset_hwm();
+  r.samples_ns.reserve(static_cast<size_t>(batches));
+  const auto start = clock::now();
+  for (int64_t k = 0; k < batches; ++k) {
+    auto t0 = clock::now();
+    call(k);
+    auto t1 = clock::now();
+    r.samples_ns.push_back(ns(t1 - t0));
+    if (after_call) after_call(k);
+  }
+  r.loop_s = static_cast<double>(ns(clock::now() - start)) * 1e-9;
+  r.stop_rule = "single_pass";
+  r.first_call_s = static_cast<double>(r.samples_ns.front()) * 1e-9;
+  finish_memory(r, reset_ok, hooks);
   return r;
 }
 

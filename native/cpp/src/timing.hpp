@@ -82,19 +82,30 @@ struct LoopResult {
   double loop_s = 0.0;
   std::optional<double> pre_loop_hwm_mb;   // process peak before the loop
   std::optional<double> loop_peak_rss_mb;  // peak during the loop (null if the reset failed)
+  std::string memory_method;               // how loop_peak_rss_mb was measured (kMemory* below)
   std::optional<double> post_loop_hwm_mb;  // VmHWM read after the loop
   int64_t ci_checks = 0;                   // bootstrap checks run (latency with target_ci)
   std::vector<int64_t> passes_ns;          // throughput: wall time of each full pass
 };
 
+// shapes[].memory_method, the same strings in every harness.
+constexpr const char* kMemoryReset = "VmHWM after clear_refs reset before the loop";
+constexpr const char* kMemoryNoReset = "not measured: clear_refs not writable";
+constexpr const char* kMemoryNoHwm = "not measured: VmHWM not readable";
+
 struct LoopHooks {
   // Defaults read /proc; tests may replace them.
   std::function<std::optional<double>()> read_hwm = read_vmhwm_mb;
   std::function<bool()> reset_hwm = reset_vmhwm;
+  // Runs once, right after the shape's first call (the first warm-up call, else
+  // the first timed one), outside every timed span: copy that call's output.
+  std::function<void()> first_call;
 };
 
 // Latency scenario: warm-up (first call timed alone), read+reset VmHWM, timed
-// loop until LatencyStop says stop, read VmHWM. Exceptions from `call` propagate.
+// loop until LatencyStop says stop, read VmHWM. The loop is rotated (a call,
+// then [stop check, call]...) so that hooks.first_call can run after the first
+// timed call with nothing added inside the loop. Exceptions from `call` propagate.
 LoopResult run_timed(const TimingSpec& spec, const std::function<void()>& call,
                      const LoopHooks& hooks = LoopHooks());
 
@@ -111,5 +122,13 @@ LoopResult run_timed(const TimingSpec& spec, const std::function<void()>& call,
 LoopResult run_passes(const TimingSpec& spec, int64_t batches, const std::function<void(int64_t)>& call,
                       const std::function<void(int64_t)>& after_call = nullptr,
                       const std::function<void()>& after_pass = nullptr, const LoopHooks& hooks = LoopHooks());
+
+// Accuracy scenario: read+reset VmHWM, then every batch 0..K-1 called exactly
+// once, in feed order, no warm-up; each call's time goes into samples_ns,
+// `after_call(k)` runs after each (outside its timed span), stop_rule is
+// "single_pass", first_call_s the first call. Exceptions propagate.
+LoopResult run_single_pass(int64_t batches, const std::function<void(int64_t)>& call,
+                           const std::function<void(int64_t)>& after_call = nullptr,
+                           const LoopHooks& hooks = LoopHooks());
 
 }  // namespace embedperf

@@ -240,7 +240,7 @@ def main() -> int:
         st = doc["settings"]
         check(st["graph_optimization_level"] == "all" and st["execution_mode"] == "sequential"
               and st["enable_cpu_mem_arena"] is True and st["allow_spinning"] is True
-              and st["session_config_entries"] == {"session.intra_op.allow_spinning": "1", "session.inter_op.allow_spinning": "1"}
+              and st["session_config"] == {"session.intra_op.allow_spinning": "1", "session.inter_op.allow_spinning": "1"}
               and st["intra_op_num_threads"] == 2 and st["inter_op_num_threads"] == 1,
               "settings record ORT defaults and threads")
         check(doc["runner"]["language"] == "cpp" and doc["runner"]["name"] == "onnxruntime-cpp", "runner block")
@@ -261,7 +261,7 @@ def main() -> int:
         print("   settings:", json.dumps(st))
         check(st["graph_optimization_level"] == "basic" and st["execution_mode"] == "parallel"
               and st["enable_cpu_mem_arena"] is False and st["allow_spinning"] is False
-              and st["session_config_entries"] == {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
+              and st["session_config"] == {"session.intra_op.allow_spinning": "0", "session.inter_op.allow_spinning": "0"}
               and st["defaults_used"] == [], "settings record the requested options")
         refs, _ = python_reference(model, work, shapes, opts, truncate=16)
         compare(doc, "ort_trunc", refs, 16)
@@ -328,7 +328,7 @@ def main() -> int:
     doc = schema_ok(rs_schema, res, "result")
     if doc:
         if rc == 0:
-            print("   device:", json.dumps(doc["device"]), "settings:", json.dumps(doc["settings"]["session_config_entries"]))
+            print("   device:", json.dumps(doc["device"]), "settings:", json.dumps(doc["settings"]["session_config"]))
             check(doc["device"]["provider"] == "CUDAExecutionProvider" and doc["shapes"][0]["status"] == "ok", "ran on CUDA")
             refs, _ = python_reference(model, work, [(2, 8)], {})
             got = load_file(doc["shapes"][0]["embeddings"])["sentence_embedding"]

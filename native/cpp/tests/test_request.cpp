@@ -173,6 +173,35 @@ TEST(Request, RejectsBadTowersScenariosAndTargetCi) {
   }
 }
 
+TEST(Request, PrecisionFirstEmbeddingsAccuracyAndSessionConfig) {
+  json j = valid();
+  Request r = parse_request(j);
+  EXPECT_EQ(r.artifact_precision, "fp32");
+  EXPECT_TRUE(r.onnxruntime.session_config.empty());
+  EXPECT_TRUE(r.shapes[0].first_embeddings.empty());
+  j["precision"] = "int8";
+  j["artifact"]["precision"] = "int8";
+  j["shapes"][0]["first_embeddings"] = "/o/first.safetensors";
+  j["shapes"][1]["scenario"] = "accuracy";
+  j["onnxruntime"]["session_config"] = {{"session.intra_op_thread_affinities", "1;2"}, {"session.x", "y"}};
+  r = parse_request(j);
+  EXPECT_EQ(r.precision, "int8");
+  EXPECT_EQ(r.artifact_precision, "int8");
+  EXPECT_EQ(r.shapes[0].first_embeddings, "/o/first.safetensors");
+  EXPECT_EQ(r.shapes[1].scenario, "accuracy");
+  ASSERT_EQ(r.onnxruntime.session_config.size(), 2u);
+  EXPECT_EQ(r.onnxruntime.session_config[0], (std::pair<std::string, std::string>{"session.intra_op_thread_affinities", "1;2"}));
+  json bad = j;
+  bad["onnxruntime"]["session_config"]["session.x"] = 1;
+  EXPECT_NE(error_of(bad).find("session_config.session.x"), std::string::npos) << error_of(bad);
+  bad = j;
+  bad["artifact"]["precision"] = "int4";
+  EXPECT_NE(error_of(bad).find("artifact.precision"), std::string::npos);
+  bad = j;
+  bad["precision"] = "fp64";
+  EXPECT_NE(error_of(bad).find("precision"), std::string::npos);
+}
+
 TEST(Request, LoadFromFile) {
   std::string dir = temp_dir();
   std::ofstream(dir + "/r.json") << valid().dump();

@@ -12,6 +12,7 @@
 #include "runner.hpp"
 #include "safetensors.hpp"
 #include "test_util.hpp"
+#include "timing.hpp"
 
 using namespace embedperf;
 using nlohmann::json;
@@ -24,7 +25,9 @@ namespace {
 class FakeBackend : public Backend {
  public:
   json framework() override { return {{"name", "fake"}, {"version", "0"}}; }
-  void load(const Request&) override {}
+  void load(const Request& req) override {
+    if (req.precision != "fp32") throw Unsupported("precision " + req.precision + " is not run natively here");
+  }
   json device(const Request& req) override { return {{"requested", req.device}, {"used", "cpu"}, {"provider", nullptr}}; }
   json settings() override { return json::object(); }
   void begin_shape(size_t, const ShapeSpec&, int64_t max_rows) override { max_rows_.push_back(max_rows); }
@@ -223,4 +226,101 @@ TEST(Runner, LatencyImageAndTargetCi) {
   EXPECT_TRUE(res["shapes"][0]["target_ci"].is_null());
   EXPECT_EQ(res["shapes"][0]["ci_checks"], 0);
   EXPECT_EQ(res["shapes"][0]["samples_ns"].size(), 3u);
+}
+
+namespace {
+// A corpus of 3 batches (rows 2, 3, 1); the first id of fed row r is 1000 k + r.
+void write_corpus3(const std::string& path) {
+  const std::vector<std::pair<int64_t, int64_t>> shape = {{2, 4}, {3, 2}, {1, 5}};
+  std::vector<std::vector<int64_t>> ids(3), masks(3);
+  static std::vector<int64_t> batches, order;
+  batches.clear();
+  order = {0, 1, 2, 3, 4, 5};
+  std::vector<TensorView> views;
+  for (size_t k = 0; k < 3; ++k) {
+    batches.push_back(shape[k].first);
+    batches.push_back(shape[k].second);
+    for (int64_t r = 0; r < shape[k].first; ++r)
+      for (int64_t c = 0; c < shape[k].second; ++c) {
+        ids[k].push_back(c == 0 ? 1000 * static_cast<int64_t>(k) + r : 7);
+        masks[k].push_back(1);
+      }
+  }
+  views.push_back({"batches", "I64", {3, 2}, batches.data(), batches.size() * 8});
+  for (size_t k = 0; k < 3; ++k) {
+    views.push_back({"input_ids." + std::to_string(k), "I64", {shape[k].first, shape[k].second}, ids[k].data(), ids[k].size() * 8});
+    views.push_back({"attention_mask." + std::to_string(k), "I64", {shape[k].first, shape[k].second}, masks[k].data(), masks[k].size() * 8});
+  }
+  views.push_back({"order", "I64", {6}, order.data(), 48});
+  write_safetensors(path, views);
+}
+}  // namespace
+
+TEST(Runner, FirstEmbeddingsAndAccuracy) {
+  std::string dir = temp_dir();
+  write_corpus3(dir + "/corpus.safetensors");
+  std::vector<int64_t> ids = {5, 1, 6, 1}, mask = {1, 1, 1, 1}, len = {2, 2};
+  write_safetensors(dir + "/t.safetensors", {{"input_ids", "I64", {2, 2}, ids.data(), 32},
+                                             {"attention_mask", "I64", {2, 2}, mask.data(), 32},
+                                             {"lengths", "I64", {2}, len.data(), 16}});
+  for (int64_t warmup : {0, 2}) {
+    json req = base_request(dir);
+    req["timing"] = {{"warmup", warmup}, {"min_calls", 3}, {"min_seconds", 0.0}, {"max_seconds", 30.0}};
+    req["shapes"] = {{{"batch", 2}, {"seq", 2}, {"workload", dir + "/t.safetensors"}, {"embeddings", dir + "/e0.safetensors"},
+                      {"first_embeddings", dir + "/f0.safetensors"}},
+                     {{"batch", 3}, {"seq", 5}, {"workload", dir + "/corpus.safetensors"}, {"embeddings", dir + "/e1.safetensors"},
+                      {"first_embeddings", dir + "/f1.safetensors"}, {"scenario", "throughput"}},
+                     {{"batch", 3}, {"seq", 5}, {"workload", dir + "/corpus.safetensors"}, {"embeddings", dir + "/e2.safetensors"},
+                      {"first_embeddings", dir + "/f2.safetensors"}, {"scenario", "accuracy"}},
+                     {{"batch", 2}, {"seq", 2}, {"workload", dir + "/t.safetensors"}, {"embeddings", dir + "/e3.safetensors"}}};
+    FakeBackend be;
+    json res = run(dir, req, be);
+    ASSERT_EQ(res["shapes"].size(), 4u);
+    for (const json& s : res["shapes"]) {
+      EXPECT_EQ(s["status"], "ok") << s.dump();
+      EXPECT_EQ(s["loop_peak_rss_mb"].is_null(), s["memory_method"] != kMemoryReset) << s.dump();
+    }
+    std::vector<int64_t> shape;
+    // latency: calls 1 .. warmup + 3; the first is call 1
+    std::vector<float> f = embeddings(dir + "/f0.safetensors", shape);
+    EXPECT_EQ(shape, (std::vector<int64_t>{2, 2}));
+    EXPECT_EQ(f, (std::vector<float>{1, 5, 1, 6}));
+    EXPECT_EQ(embeddings(dir + "/e0.safetensors", shape)[0], static_cast<float>(warmup + 3));
+    EXPECT_EQ(res["shapes"][0]["first_embeddings"], dir + "/f0.safetensors");
+    // throughput: the shape's first call is on batch 0 (2 rows)
+    const float thr_first = static_cast<float>(warmup + 3 + 1);
+    f = embeddings(dir + "/f1.safetensors", shape);
+    EXPECT_EQ(shape, (std::vector<int64_t>{2, 2}));
+    EXPECT_EQ(f, (std::vector<float>{thr_first, 0, thr_first, 1}));
+    // accuracy: each batch once in feed order, no warm-up
+    const json& acc = res["shapes"][2];
+    EXPECT_EQ(acc["stop_rule"], "single_pass");
+    EXPECT_EQ(acc["samples_ns"].size(), 3u);
+    EXPECT_TRUE(acc["warmup_ns"].empty());
+    EXPECT_FALSE(acc.contains("passes_ns"));
+    EXPECT_EQ(acc["items"], 6);
+    const float c0 = static_cast<float>(warmup + 3 + warmup + res["shapes"][1]["samples_ns"].size());
+    std::vector<float> e = embeddings(dir + "/e2.safetensors", shape);
+    EXPECT_EQ(shape, (std::vector<int64_t>{6, 2}));
+    EXPECT_EQ(e, (std::vector<float>{c0 + 1, 0, c0 + 1, 1, c0 + 2, 1000, c0 + 2, 1001, c0 + 2, 1002, c0 + 3, 2000}));
+    f = embeddings(dir + "/f2.safetensors", shape);
+    EXPECT_EQ(f, (std::vector<float>{c0 + 1, 0, c0 + 1, 1}));
+    EXPECT_TRUE(res["shapes"][3]["first_embeddings"].is_null());
+  }
+}
+
+TEST(Runner, UnsupportedLoadIsItsOwnErrorKind) {
+  std::string dir = temp_dir();
+  json req = base_request(dir);
+  req["precision"] = "bf16";
+  req["shapes"] = {{{"batch", 1}, {"seq", 2}, {"workload", dir + "/none.safetensors"}, {"embeddings", dir + "/e.safetensors"}}};
+  std::ofstream(dir + "/request.json") << req.dump();
+  std::string a0 = "fake", a1 = "--request", a2 = dir + "/request.json", a3 = "--result", a4 = dir + "/result.json";
+  char* argv[] = {a0.data(), a1.data(), a2.data(), a3.data(), a4.data()};
+  FakeBackend be;
+  EXPECT_EQ(run_main(5, argv, be, "fake-cpp"), 1);
+  std::ifstream in(dir + "/result.json");
+  json res = json::parse(in);
+  EXPECT_EQ(res["error"], (json{{"kind", "unsupported"}, {"message", "precision bf16 is not run natively here"}}));
+  EXPECT_TRUE(res["shapes"].empty());
 }

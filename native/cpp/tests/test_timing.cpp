@@ -38,7 +38,9 @@ TEST(Timing, MinCallsDominate) {
   EXPECT_EQ(r.stop_rule, "min_reached");
   EXPECT_EQ(r.samples_ns.size(), 4u);  // exactly min_calls when min_seconds is 0
   EXPECT_TRUE(r.warmup_ns.empty());
-  EXPECT_FALSE(r.first_call_s.has_value());
+  // no warm-up: the first timed call is the first call (as the Python and Rust harnesses)
+  ASSERT_TRUE(r.first_call_s.has_value());
+  EXPECT_DOUBLE_EQ(*r.first_call_s, r.samples_ns[0] * 1e-9);
 }
 
 TEST(Timing, TimeCap) {
@@ -79,10 +81,47 @@ TEST(Timing, HighWaterMarkOrder) {
   EXPECT_DOUBLE_EQ(*r.pre_loop_hwm_mb, 102.0);
   EXPECT_DOUBLE_EQ(*r.loop_peak_rss_mb, 12.0);
 
+  EXPECT_EQ(r.memory_method, kMemoryReset);
+
   hooks.reset_hwm = [] { return false; };  // cannot reset: no loop peak
   r = run_timed(spec, [] {}, hooks);
   EXPECT_FALSE(r.loop_peak_rss_mb.has_value());
   EXPECT_TRUE(r.post_loop_hwm_mb.has_value());
+  EXPECT_EQ(r.memory_method, "not measured: clear_refs not writable");
+  hooks.reset_hwm = [] { return true; };
+  hooks.read_hwm = []() -> std::optional<double> { return std::nullopt; };
+  r = run_timed(spec, [] {}, hooks);
+  EXPECT_FALSE(r.loop_peak_rss_mb.has_value());
+  EXPECT_EQ(r.memory_method, "not measured: VmHWM not readable");
+}
+
+TEST(Timing, FirstCallHookRunsOnceAfterTheFirstCall) {
+  for (int64_t warmup : {0, 1, 3}) {
+    std::vector<std::string> events;
+    LoopHooks hooks;
+    hooks.read_hwm = [&]() -> std::optional<double> { events.push_back("read"); return 1.0; };
+    hooks.reset_hwm = [&] { events.push_back("reset"); return true; };
+    hooks.first_call = [&] { events.push_back("first"); };
+    TimingSpec spec{warmup, 2, 0.0, 10.0};
+    int n = 0;
+    run_timed(spec, [&] { events.push_back("call" + std::to_string(++n)); }, hooks);
+    std::vector<std::string> want;
+    for (int64_t i = 1; i <= warmup; ++i) want.push_back("call" + std::to_string(i));
+    if (warmup) want.insert(want.begin() + 1, "first");
+    want.insert(want.end(), {"read", "reset", "call" + std::to_string(warmup + 1)});
+    if (!warmup) want.push_back("first");  // between the first timed call and the next
+    want.insert(want.end(), {"call" + std::to_string(warmup + 2), "read"});
+    EXPECT_EQ(events, want) << "warmup " << warmup;
+  }
+}
+
+TEST(Timing, OneCallWhenMinCallsIsOne) {
+  TimingSpec spec{0, 1, 0.0, 10.0};
+  int n = 0;
+  LoopResult r = run_timed(spec, [&] { ++n; });
+  EXPECT_EQ(n, 1);
+  EXPECT_EQ(r.samples_ns.size(), 1u);
+  EXPECT_EQ(r.stop_rule, "min_reached");
 }
 
 TEST(Timing, RealProcReadings) {
@@ -327,6 +366,49 @@ TEST(Throughput, HighWaterMarkAndErrors) {
   LoopResult r = run_passes(spec, 2, [&](int64_t k) { events.push_back("call" + std::to_string(k)); }, nullptr, nullptr, hooks);
   EXPECT_EQ(events, (std::vector<std::string>{"call0", "read", "reset", "call0", "call1", "read"}));
   EXPECT_DOUBLE_EQ(*r.loop_peak_rss_mb, 50.0);
+  EXPECT_EQ(r.memory_method, kMemoryReset);
   EXPECT_THROW(run_passes(spec, 0, [](int64_t) {}), std::runtime_error);
   EXPECT_THROW(run_passes(spec, 2, [](int64_t k) { if (k == 1) throw std::runtime_error("boom"); }), std::runtime_error);
+}
+
+TEST(Throughput, FirstCallHookAndOneBatchCorpus) {
+  for (int64_t warmup : {0, 2}) {
+    std::vector<std::string> events;
+    LoopHooks hooks;
+    hooks.read_hwm = [] { return std::optional<double>(1.0); };
+    hooks.reset_hwm = [] { return true; };
+    hooks.first_call = [&] { events.push_back("first"); };
+    TimingSpec spec{warmup, 1, 0.0, 10.0};
+    run_passes(spec, 2, [&](int64_t k) { events.push_back("call" + std::to_string(k)); },
+               [&](int64_t k) { events.push_back("copy" + std::to_string(k)); }, nullptr, hooks);
+    std::vector<std::string> want =
+        warmup ? std::vector<std::string>{"call0", "first", "call1", "call0", "copy0", "call1", "copy1"}
+               : std::vector<std::string>{"call0", "copy0", "first", "call1", "copy1"};
+    EXPECT_EQ(events, want) << "warmup " << warmup;
+  }
+  // K = 1: every call ends a pass
+  TimingSpec spec{0, 1, 100.0, 60.0, 4};
+  LoopResult r = run_passes(spec, 1, [](int64_t) {});
+  EXPECT_EQ(r.stop_rule, "call_cap");
+  EXPECT_EQ(r.samples_ns.size(), 4u);
+  EXPECT_EQ(r.passes_ns.size(), 4u);
+}
+
+TEST(Accuracy, EveryBatchOnceInFeedOrder) {
+  std::vector<std::string> events;
+  LoopHooks hooks;
+  hooks.read_hwm = [&]() -> std::optional<double> { events.push_back("read"); return 7.0; };
+  hooks.reset_hwm = [&] { events.push_back("reset"); return true; };
+  LoopResult r = run_single_pass(
+      3, [&](int64_t k) { events.push_back("call" + std::to_string(k)); std::this_thread::sleep_for(1ms); },
+      [&](int64_t k) { events.push_back("copy" + std::to_string(k)); }, hooks);
+  EXPECT_EQ(events, (std::vector<std::string>{"read", "reset", "call0", "copy0", "call1", "copy1", "call2", "copy2", "read"}));
+  EXPECT_EQ(r.stop_rule, "single_pass");
+  EXPECT_EQ(r.samples_ns.size(), 3u);
+  EXPECT_TRUE(r.warmup_ns.empty() && r.passes_ns.empty());
+  ASSERT_TRUE(r.first_call_s.has_value());
+  EXPECT_DOUBLE_EQ(*r.first_call_s, r.samples_ns[0] * 1e-9);
+  EXPECT_GE(r.loop_s, 0.003);
+  EXPECT_DOUBLE_EQ(*r.loop_peak_rss_mb, 7.0);
+  EXPECT_THROW(run_single_pass(0, [](int64_t) {}), std::runtime_error);
 }

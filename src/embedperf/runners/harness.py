@@ -75,6 +75,30 @@ def reset_hwm() -> bool:
         return False
 
 
+# shapes[].memory_method: how loop_peak_rss_mb was measured (the same strings in every harness)
+MEMORY_RESET = "VmHWM after clear_refs reset before the loop"
+MEMORY_NO_RESET = "not measured: clear_refs not writable"
+MEMORY_NO_HWM = "not measured: VmHWM not readable"
+
+
+def loop_peak(reset: bool, reading: float | None) -> tuple[float | None, str]:
+    """loop_peak_rss_mb and memory_method: without a successful reset the reading is the
+    process's peak since it started, not the loop's, so it is not reported as the loop's."""
+    if not reset:
+        return None, MEMORY_NO_RESET
+    if reading is None:
+        return None, MEMORY_NO_HWM
+    return reading, MEMORY_RESET
+
+
+class Unsupported(Exception):
+    """Raised by an engine's load when it cannot run what was asked natively (e.g. a precision).
+
+    The harness writes it as error {kind: "unsupported", message} and exits 1; the
+    orchestrator turns that into a `skipped` cell with the message as its reason.
+    """
+
+
 def truncate_and_normalize(x: np.ndarray, dim: int) -> np.ndarray:
     """Matryoshka: keep the first `dim` values, then L2-normalize again."""
     x = x[:, :dim]
@@ -91,24 +115,35 @@ class Loop:
     samples_ns: list[int]
     stop_rule: str
     loop_s: float
-    out: object  # the embeddings to write: last call (latency), last full pass in feed order (throughput)
+    out: object  # the embeddings to write: last call (latency), last full pass / the one pass in feed order (corpus)
     ci_checks: int | None = None  # latency with target_ci: how many times the bootstrap ran
     passes_ns: list[int] = field(default_factory=list)  # throughput: wall time of each full pass
+    first: np.ndarray | None = None  # keep_first: a copy of the shape's first call's output
 
 
-def timing_loop(call, timing: dict, clock=time.perf_counter_ns) -> Loop:
+def _copy(out) -> np.ndarray:
+    """A float32 copy of one call's output (the first call's, kept for shapes[].first_embeddings)."""
+    return np.array(out, dtype=np.float32, copy=True)
+
+
+def timing_loop(call, timing: dict, clock=time.perf_counter_ns, keep_first: bool = False) -> Loop:
     """Latency scenario: warm up, then time calls of one batch until a stop rule holds.
 
     Stops once len >= min_calls and elapsed >= min_seconds (min_reached; with
     timing.target_ci set, only when the stopping rule's CI is within ±target_ci:
     ci_reached), or elapsed >= max_seconds (time_cap), or after max_calls (call_cap).
+    With keep_first, `first` is a copy of the first call's output (the first warm-up
+    call, else the first timed one), made outside every timed span.
     """
     warmup_ns: list[int] = []
+    first = None
     out = None
-    for _ in range(timing["warmup"]):
+    for i in range(timing["warmup"]):
         t0 = clock()
         out = call()
         warmup_ns.append(clock() - t0)
+        if keep_first and i == 0:
+            first = _copy(out)
     first_call_s = warmup_ns[0] / 1e9 if warmup_ns else None
 
     min_calls = timing["min_calls"]
@@ -119,12 +154,16 @@ def timing_loop(call, timing: dict, clock=time.perf_counter_ns) -> Loop:
     schedule = CheckSchedule(min_calls) if target is not None else None
     samples: list[int] = []
     append = samples.append
+    # The loop is rotated (call, then [checks, call]*) so that the first timed call's
+    # output can be copied between it and the checks without adding anything to the loop.
     start = clock()
+    t0 = clock()
+    out = call()
+    t1 = clock()
+    append(t1 - t0)
+    if keep_first and first is None:
+        first = _copy(out)
     while True:
-        t0 = clock()
-        out = call()
-        t1 = clock()
-        append(t1 - t0)
         n = len(samples)
         elapsed = t1 - start
         if n >= min_calls and elapsed >= min_ns:
@@ -140,14 +179,18 @@ def timing_loop(call, timing: dict, clock=time.perf_counter_ns) -> Loop:
         if n >= max_calls:
             rule = "call_cap"
             break
+        t0 = clock()
+        out = call()
+        t1 = clock()
+        append(t1 - t0)
     loop_s = (clock() - start) / 1e9
     if first_call_s is None:
         first_call_s = samples[0] / 1e9
     return Loop(first_call_s, warmup_ns, samples, rule, loop_s, out,
-                ci_checks=schedule.checks if schedule else None)
+                ci_checks=schedule.checks if schedule else None, first=first)
 
 
-def throughput_loop(calls, timing: dict, clock=time.perf_counter_ns) -> Loop:
+def throughput_loop(calls, timing: dict, clock=time.perf_counter_ns, keep_first: bool = False) -> Loop:
     """Throughput scenario: `calls` embed the corpus' K batches in feed order; time full passes.
 
     Warm-up: timing.warmup calls on batches 0, 1, … (mod K). Then passes over all K
@@ -157,17 +200,21 @@ def throughput_loop(calls, timing: dict, clock=time.perf_counter_ns) -> Loop:
     len(samples_ns) == passes·K). After a full pass: min_reached once elapsed >=
     min_seconds, else time_cap at max_seconds, else call_cap once max_calls calls are
     timed. target_ci and min_calls do not apply. `out` is the last full pass's
-    outputs concatenated in feed order.
+    outputs concatenated in feed order; with keep_first, `first` is a copy of the first
+    call's output (batch 0's rows).
     """
     calls = list(calls)
     k = len(calls)
     if not k:
         raise ValueError("the corpus has no batches")
     warmup_ns: list[int] = []
+    first = None
     for i in range(timing["warmup"]):
         t0 = clock()
-        calls[i % k]()
+        out = calls[i % k]()
         warmup_ns.append(clock() - t0)
+        if keep_first and i == 0:
+            first = _copy(out)
     first_call_s = warmup_ns[0] / 1e9 if warmup_ns else None
 
     min_ns = int(timing["min_seconds"] * 1e9)
@@ -176,37 +223,72 @@ def throughput_loop(calls, timing: dict, clock=time.perf_counter_ns) -> Loop:
     samples: list[int] = []
     passes: list[int] = []
     last_pass: list | None = None
-    rule = None
+    # One flat loop over calls, rotated like timing_loop's: the first call is made
+    # before it, so its output can be copied without adding anything to the loop.
+    index = 0
     start = clock()
-    while rule is None:
-        outs = []
-        for index, call in enumerate(calls):
-            t0 = clock()
-            if index == 0:
-                pass_start = t0  # a pass: its first call's start to its last call's end
-            outs.append(call())
-            t1 = clock()
-            samples.append(t1 - t0)
-            elapsed = t1 - start
-            if index < k - 1:
-                if passes and elapsed >= max_ns:
-                    del samples[len(passes) * k:]
-                    rule = "time_cap"
-                    break
-                continue
+    t0 = clock()
+    pass_start = t0  # a pass: its first call's start to its last call's end
+    outs = [calls[0]()]
+    t1 = clock()
+    samples.append(t1 - t0)
+    if keep_first and first is None:
+        first = _copy(outs[0])
+    while True:
+        elapsed = t1 - start
+        if index < k - 1:
+            if passes and elapsed >= max_ns:
+                del samples[len(passes) * k:]
+                rule = "time_cap"
+                break
+            index += 1
+        else:
             passes.append(t1 - pass_start)
             last_pass = outs
             if elapsed >= min_ns:
                 rule = "min_reached"
-            elif elapsed >= max_ns:
+                break
+            if elapsed >= max_ns:
                 rule = "time_cap"
-            elif len(samples) >= max_calls:
+                break
+            if len(samples) >= max_calls:
                 rule = "call_cap"
+                break
+            outs = []
+            index = 0
+        t0 = clock()
+        if index == 0:
+            pass_start = t0
+        outs.append(calls[index]())
+        t1 = clock()
+        samples.append(t1 - t0)
     loop_s = (clock() - start) / 1e9
     if first_call_s is None:
         first_call_s = samples[0] / 1e9
     return Loop(first_call_s, warmup_ns, samples, rule, loop_s, np.concatenate(last_pass, axis=0),
-                passes_ns=passes)
+                passes_ns=passes, first=first)
+
+
+def accuracy_pass(calls, clock=time.perf_counter_ns, keep_first: bool = False) -> Loop:
+    """Accuracy scenario: every batch of the corpus embedded exactly once, in feed order, no warm-up.
+
+    Each call's time is recorded in samples_ns (for the record: a single untimed-for-
+    speed pass); stop_rule is "single_pass" and `out` is every output concatenated
+    in feed order.
+    """
+    calls = list(calls)
+    if not calls:
+        raise ValueError("the corpus has no batches")
+    samples: list[int] = []
+    outs = []
+    start = clock()
+    for call in calls:
+        t0 = clock()
+        outs.append(call())
+        samples.append(clock() - t0)
+    loop_s = (clock() - start) / 1e9
+    first = _copy(outs[0]) if keep_first else None
+    return Loop(samples[0] / 1e9, [], samples, "single_pass", loop_s, np.concatenate(outs, axis=0), first=first)
 
 
 def _inputs(tensors: dict, suffix: str = "") -> dict[str, np.ndarray]:
@@ -236,7 +318,7 @@ def latency_inputs(tensors: dict, batch: int, seq: int) -> dict[str, np.ndarray]
 def corpus_inputs(tensors: dict, batch: int, seq: int) -> tuple[list[dict[str, np.ndarray]], int]:
     """The corpus' batches in feed order, each checked against `batches` and [batch, seq]; and its rows."""
     if "batches" not in tensors:
-        raise ValueError(f"throughput workload has no 'batches' tensor (it holds {sorted(tensors)[:8]})")
+        raise ValueError(f"corpus workload has no 'batches' tensor (it holds {sorted(tensors)[:8]})")
     shapes = np.asarray(tensors["batches"], dtype=np.int64).reshape(-1, 2)
     feeds = []
     for k, (rows, width) in enumerate(shapes.tolist()):
@@ -287,6 +369,11 @@ def run(name: str, load, argv=None) -> int:
     t0 = time.perf_counter()
     try:
         engine = load(request)
+    except Unsupported as e:
+        result["error"] = {"kind": "unsupported", "message": str(e).splitlines()[0] if str(e) else "unsupported"}
+        print(f"{name}: unsupported: {e}", file=sys.stderr)
+        write_json_atomic(args.result, result)
+        return 1
     except Exception as e:
         result["error"] = {"kind": "load", "message": f"{type(e).__name__}: {e}"}
         traceback.print_exc()
@@ -310,29 +397,38 @@ def run(name: str, load, argv=None) -> int:
             if before_shape:
                 before_shape(index, shape)
             tensors = load_file(shape["workload"])
-            if scenario == "throughput":
+            if scenario in ("throughput", "accuracy"):
                 feeds, items = corpus_inputs(tensors, shape["batch"], shape["seq"])
             else:
                 feeds, items = [latency_inputs(tensors, shape["batch"], shape["seq"])], None
             del tensors
             calls = [_make_call(engine, inputs, truncate) for inputs in feeds]
+            keep_first = bool(shape.get("first_embeddings"))
 
             peak = max(filter(None, [peak, vm_hwm_mb()]), default=None)
-            reset_hwm()
+            reset = reset_hwm()
             if scenario == "throughput":
-                loop = throughput_loop(calls, timing)
+                loop = throughput_loop(calls, timing, keep_first=keep_first)
+            elif scenario == "accuracy":
+                loop = accuracy_pass(calls, keep_first=keep_first)
             else:
-                loop = timing_loop(calls[0], timing)
-            loop_peak = vm_hwm_mb()
-            peak = max(filter(None, [peak, loop_peak]), default=None)
+                loop = timing_loop(calls[0], timing, keep_first=keep_first)
+            reading = vm_hwm_mb()
+            peak = max(filter(None, [peak, reading]), default=None)
+            loop_peak_mb, memory_method = loop_peak(reset, reading)
             save_file({"sentence_embedding": np.ascontiguousarray(loop.out, dtype=np.float32)}, shape["embeddings"])
+            if keep_first:
+                save_file({"sentence_embedding": np.ascontiguousarray(loop.first)}, shape["first_embeddings"])
             entry.update(
                 first_call_s=loop.first_call_s, warmup_ns=loop.warmup_ns, samples_ns=loop.samples_ns,
-                stop_rule=loop.stop_rule, loop_s=loop.loop_s, peak_rss_mb=peak, loop_peak_rss_mb=loop_peak,
-                embeddings=shape["embeddings"],
+                stop_rule=loop.stop_rule, loop_s=loop.loop_s, peak_rss_mb=peak, loop_peak_rss_mb=loop_peak_mb,
+                memory_method=memory_method, embeddings=shape["embeddings"],
+                first_embeddings=shape["first_embeddings"] if keep_first else None,
             )
             if scenario == "throughput":
                 entry.update(passes_ns=loop.passes_ns, items=items, target_ci=None, ci_checks=None)
+            elif scenario == "accuracy":
+                entry.update(items=items, target_ci=None, ci_checks=None)
             else:
                 entry.update(target_ci=timing.get("target_ci"), ci_checks=loop.ci_checks)
         except MemoryError:

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from embedperf.runners import ort_precision
 from embedperf.runners.harness import main, missing_input
 
 LEVELS = {
@@ -29,6 +30,8 @@ def library_path() -> Path:
 class OrtEngine:
     def __init__(self, request: dict):
         options = request.get("onnxruntime") or {}
+        # precision first: a refusal comes before any session is built
+        precision = ort_precision.check(request, request["artifact"]["path"])
         threads = request["threads"]
         so = ort.SessionOptions()
         so.intra_op_num_threads = threads["intra_op"]
@@ -37,21 +40,23 @@ class OrtEngine:
         so.execution_mode = MODES[options.get("execution_mode", "sequential")]
         so.enable_cpu_mem_arena = options.get("enable_cpu_mem_arena", True)
         spin = "1" if options.get("allow_spinning", True) else "0"
-        so.add_session_config_entry("session.intra_op.allow_spinning", spin)
-        so.add_session_config_entry("session.inter_op.allow_spinning", spin)
+        config = {"session.intra_op.allow_spinning": spin, "session.inter_op.allow_spinning": spin}
+        config.update(options.get("session_config") or {})  # the request's own entries win
         self.requested = request["device"]
         if self.requested.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise RuntimeError("device cuda requested but this onnxruntime has no CUDAExecutionProvider")
             # never fall back to the CPU silently: a cell must run where it says
-            so.add_session_config_entry("session.disable_cpu_ep_fallback", "1")
+            config["session.disable_cpu_ep_fallback"] = "1"
             device_id = int(self.requested.split(":")[1]) if ":" in self.requested else 0
             providers = [("CUDAExecutionProvider", {"device_id": device_id})]
         else:
             providers = ["CPUExecutionProvider"]
+        for key, value in config.items():
+            so.add_session_config_entry(key, value)
         self.applied = {**options, "intra_op_num_threads": so.intra_op_num_threads,
                         "inter_op_num_threads": so.inter_op_num_threads,
-                        "allow_spinning": spin == "1"}
+                        "allow_spinning": spin == "1", "session_config": config, **precision}
         self.session = ort.InferenceSession(request["artifact"]["path"], sess_options=so, providers=providers)
         self.output = self.session.get_outputs()[0].name
         self.inputs = [i.name for i in self.session.get_inputs()]  # feed exactly what the graph declares

@@ -7,7 +7,11 @@
 //!
 //! Session options follow `request.onnxruntime` exactly as the Python runner
 //! applies them (see `docs/protocol.md`): intra/inter-op threads, graph
-//! optimisation level, execution mode, CPU memory arena, spinning.
+//! optimisation level, execution mode, CPU memory arena, spinning, then the
+//! request's own `session_config` entries (which win).
+//!
+//! Precision ([`precision`]): the runner runs what the graph file holds and
+//! refuses (error kind `unsupported`) what it cannot run natively.
 //!
 //! Inputs by name (docs/protocol.md): the runner feeds exactly the inputs the
 //! graph declares, taken from the workload by name: `input_ids` and
@@ -28,6 +32,8 @@ use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
 use ort::AsPointer;
 use serde_json::{json, Map, Value};
+
+mod precision;
 
 /// The `ort` crate version this runner is built against (pinned with `=` in
 /// native/rust/Cargo.toml; keep the two in step).
@@ -210,6 +216,10 @@ impl Engine for OrtEngine {
     fn load(request: &Request) -> Result<Self> {
         let model = model_file(request)?;
 
+        // Precision first: a refusal comes before any library or session work.
+        let facts = precision::graph_facts(&model)?;
+        precision::decide(&request.precision, request.artifact.precision(), request.is_cuda(), &facts)?;
+
         // Device first, so that a CUDA request without the feature fails before any work.
         let cuda_ordinal = request.cuda_ordinal();
         if request.is_cuda() && cuda_ordinal.is_none() {
@@ -238,7 +248,8 @@ impl Engine for OrtEngine {
 
         // Session options, in the order the Python runner sets them.
         let opts = request.onnxruntime.clone().unwrap_or_default();
-        let OrtOptions { graph_optimization_level, execution_mode, enable_cpu_mem_arena, allow_spinning } = opts;
+        let OrtOptions { graph_optimization_level, execution_mode, enable_cpu_mem_arena, allow_spinning, session_config } =
+            opts;
         let mut defaults: Vec<&str> = Vec::new();
         let mut config: Map<String, Value> = Map::new();
 
@@ -297,6 +308,12 @@ impl Engine for OrtEngine {
             }
         };
 
+        // The request's own entries, after the options above: an entry given there wins.
+        for (key, value) in session_config.iter().flatten() {
+            b = ortc(b.with_config_entry(key, value), key)?;
+            config.insert(key.clone(), json!(value));
+        }
+
         // Execution provider.
         let (used, provider, providers): (String, &str, Vec<&str>) = if let Some(_ordinal) = cuda_ordinal {
             #[cfg(feature = "cuda")]
@@ -346,6 +363,13 @@ impl Engine for OrtEngine {
             "model_path": model.display().to_string(),
             "inputs": inputs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
             "precision": request.precision,
+            "precision_evidence": {
+                "artifact_precision": request.artifact.precision(),
+                "source": "op types and initializer types read from the model file",
+                "quantized_ops": facts.quantized_ops(),
+                "quantized_op_types": facts.quantized_op_types(),
+                "initializer_types": facts.initializer_types,
+            },
         });
 
         Ok(OrtEngine {

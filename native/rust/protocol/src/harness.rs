@@ -1,8 +1,9 @@
 //! The runner harness: CLI, load timing, the timing loop, result writing.
 //!
 //! Follows `docs/protocol.md` ("What a runner does") step by step, with the
-//! stopping rule of `timing.target_ci` ([`crate::bootstrap`]) and the
-//! throughput scenario (a corpus timed in full passes).
+//! stopping rule of `timing.target_ci` ([`crate::bootstrap`]), the
+//! throughput scenario (a corpus timed in full passes) and the accuracy
+//! scenario (the corpus embedded once).
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -107,7 +108,12 @@ pub fn run_with_paths<E: Engine>(runner_name: &str, request_path: &Path, result_
     let mut engine = match flatten_panic(loaded) {
         Ok(e) => e,
         Err(e) => {
-            eprintln!("{runner_name}: load failed: {e:#}");
+            // A refusal (Unsupported) is its own kind: the cell is skipped, not failed.
+            let (kind, message) = match e.downcast_ref::<Unsupported>() {
+                Some(u) => ("unsupported", u.0.lines().next().unwrap_or("").to_string()),
+                None => ("load", format!("{e:#}")),
+            };
+            eprintln!("{runner_name}: {kind}: {e:#}");
             let result = RunResult {
                 protocol: PROTOCOL_VERSION,
                 runner,
@@ -118,7 +124,7 @@ pub fn run_with_paths<E: Engine>(runner_name: &str, request_path: &Path, result_
                 load_s: None,
                 peak_rss_mb: peak,
                 shapes: Vec::new(),
-                error: Some(ErrorInfo { kind: "load".into(), message: format!("{e:#}") }),
+                error: Some(ErrorInfo { kind: kind.into(), message }),
             };
             let _ = write_result(result_path, &result);
             return ExitCode::from(1);
@@ -150,6 +156,8 @@ pub fn run_with_paths<E: Engine>(runner_name: &str, request_path: &Path, result_
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             if spec.is_throughput() {
                 run_throughput_shape(&mut engine, index, spec, &request, expected_dim, &mut peak)
+            } else if spec.is_accuracy() {
+                run_accuracy_shape(&mut engine, index, spec, &request, expected_dim, &mut peak)
             } else {
                 run_latency_shape(&mut engine, index, spec, &request, expected_dim, &mut peak)
             }
@@ -248,23 +256,28 @@ fn nanos(d: Duration) -> u64 {
 const MAX_PREALLOC_SAMPLES: usize = 1 << 22;
 
 /// Warm-up: `timing.warmup` calls on `batch_at(0)`, `batch_at(1)`, ...; the
-/// first one is the first call. Returns every call's time.
+/// first one is the first call. Returns every call's time and, with
+/// `keep_first`, the first call's output (moved out after its timed span).
 fn warm_up<'b, E: Engine>(
     engine: &mut E,
     warmup: usize,
     truncate: Option<usize>,
+    keep_first: bool,
     mut batch_at: impl FnMut(usize) -> &'b Batch,
-) -> Result<Vec<u64>> {
+) -> Result<(Vec<u64>, Option<Embeddings>)> {
     let mut warmup_ns = Vec::with_capacity(warmup);
+    let mut first = None;
     for i in 0..warmup {
         let batch = batch_at(i);
         let t0 = Instant::now();
         let out = call(engine, batch, truncate)?;
         let t1 = Instant::now();
         warmup_ns.push(nanos(t1 - t0));
-        drop(out);
+        if keep_first && i == 0 {
+            first = Some(out);
+        }
     }
-    Ok(warmup_ns)
+    Ok((warmup_ns, first))
 }
 
 /// How many samples to preallocate: enough for max_seconds at the fastest
@@ -300,6 +313,19 @@ fn check_output(out: &Embeddings, rows: usize, expected_dim: usize) -> Result<()
     Ok(())
 }
 
+/// Write the first call's output where `shapes[].first_embeddings` asks.
+fn write_first(spec: &ShapeSpec, first: Option<&Embeddings>, rows: usize, expected_dim: usize) -> Result<Option<String>> {
+    match (&spec.first_embeddings, first) {
+        (Some(path), Some(out)) => {
+            check_output(out, rows, expected_dim).context("first call")?;
+            write_embeddings(path, out)?;
+            Ok(Some(path.clone()))
+        }
+        (Some(_), None) => Err(anyhow!("first_embeddings asked but no first call was kept")),
+        (None, _) => Ok(None),
+    }
+}
+
 /// The workload's kind must be the model's tower: pixel_values for
 /// `modality: image`, input_ids otherwise.
 fn check_modality(model: &ModelInfo, batch: &Batch, spec: &ShapeSpec) -> Result<()> {
@@ -325,6 +351,7 @@ fn run_latency_shape<E: Engine>(
 ) -> Result<ShapeResult> {
     let timing = &request.timing;
     let truncate = request.model.truncate_dim;
+    let keep_first = spec.first_embeddings.is_some();
 
     // Read the workload.
     let batch = read_workload(&spec.workload, Some((spec.batch, spec.seq)))?;
@@ -332,7 +359,7 @@ fn run_latency_shape<E: Engine>(
     engine.begin_shape(index, spec)?;
 
     // Warm-up: the first call is timed alone as first_call_s; all are kept.
-    let warmup_ns = warm_up(engine, timing.warmup, truncate, |_| &batch)?;
+    let (warmup_ns, mut first) = warm_up(engine, timing.warmup, truncate, keep_first, |_| &batch)?;
 
     let max_calls = timing.max_calls.unwrap_or(usize::MAX).max(1);
     let mut samples_ns: Vec<u64> = Vec::with_capacity(sample_capacity(&warmup_ns, timing, timing.min_calls, max_calls));
@@ -343,6 +370,9 @@ fn run_latency_shape<E: Engine>(
 
     // Timed loop. With target_ci, once min_calls and min_seconds are met the
     // bootstrap check runs at n >= max(min_calls, 10), then at ceil(1.1 n).
+    // The loop is rotated (a call, then [checks, call]...) so that without
+    // warm-up the first timed call's output can be kept between that call and
+    // the checks, with nothing added inside the loop.
     let min_calls = timing.min_calls.max(1);
     let min_dur = Duration::from_secs_f64(timing.min_seconds.max(0.0));
     let max_dur = Duration::from_secs_f64(timing.max_seconds.max(0.0));
@@ -350,43 +380,53 @@ fn run_latency_shape<E: Engine>(
     let mut next_check = bootstrap::first_check(min_calls);
     let mut ci_checks = 0usize;
     let loop_start = Instant::now();
-    let (stop_rule, loop_end, out) = loop {
-        let t0 = Instant::now();
-        let out = call(engine, &batch, truncate)?;
-        let t1 = Instant::now();
-        samples_ns.push(nanos(t1 - t0));
+    let t0 = Instant::now();
+    let mut out = call(engine, &batch, truncate)?;
+    let mut t1 = Instant::now();
+    samples_ns.push(nanos(t1 - t0));
+    if keep_first && first.is_none() {
+        first = Some(out.clone());
+    }
+    let stop_rule = loop {
         let n = samples_ns.len();
         let elapsed = t1 - loop_start;
         if n >= min_calls && elapsed >= min_dur {
             match target_ci {
-                None => break ("min_reached", t1, out),
+                None => break "min_reached",
                 Some(r) if n >= next_check => {
                     ci_checks += 1;
                     next_check = bootstrap::next_check_after(n);
                     if bootstrap::check(&samples_ns, r).is_some_and(|c| c.reached) {
-                        break ("ci_reached", t1, out);
+                        break "ci_reached";
                     }
                 }
                 Some(_) => {}
             }
         }
         if elapsed >= max_dur {
-            break ("time_cap", t1, out);
+            break "time_cap";
         }
         if n >= max_calls {
-            break ("call_cap", t1, out);
+            break "call_cap";
         }
-        // `out` (this call's output) is dropped here, outside the timed span.
+        // The previous call's output is dropped here, before this call's timed span.
+        drop(out);
+        let t0 = Instant::now();
+        out = call(engine, &batch, truncate)?;
+        t1 = Instant::now();
+        samples_ns.push(nanos(t1 - t0));
     };
-    let loop_s = (loop_end - loop_start).as_secs_f64();
+    let loop_s = (t1 - loop_start).as_secs_f64();
 
     // Loop peak, then the whole-process peak.
-    let loop_peak = memory::vm_hwm_mib();
-    *peak = max_opt(*peak, loop_peak);
+    let reading = memory::vm_hwm_mib();
+    *peak = max_opt(*peak, reading);
+    let (loop_peak, memory_method) = memory::loop_peak(reset, reading);
 
-    // The last call's output.
+    // The last call's output, and the first call's when asked.
     check_output(&out, batch.batch, expected_dim)?;
     write_embeddings(&spec.embeddings, &out)?;
+    let first_embeddings = write_first(spec, first.as_ref(), batch.batch, expected_dim)?;
 
     Ok(ShapeResult {
         batch: batch.batch,
@@ -399,16 +439,38 @@ fn run_latency_shape<E: Engine>(
         stop_rule: Some(stop_rule.into()),
         loop_s: Some(loop_s),
         peak_rss_mb: *peak,
-        // Without a successful reset the reading would be the process peak,
-        // not the loop's: report nothing rather than a wrong number.
-        loop_peak_rss_mb: if reset { loop_peak } else { None },
+        loop_peak_rss_mb: loop_peak,
+        memory_method: Some(memory_method.into()),
         embeddings: Some(spec.embeddings.clone()),
+        first_embeddings,
         scenario: "latency".into(),
         target_ci,
         ci_checks: target_ci.map(|_| ci_checks),
         passes_ns: None,
         items: None,
     })
+}
+
+/// Read a corpus workload for the throughput and accuracy scenarios.
+fn read_corpus_for(spec: &ShapeSpec, request: &Request) -> Result<(Vec<Batch>, usize)> {
+    anyhow::ensure!(
+        !request.model.is_image(),
+        "scenario {} reads a text corpus; model.modality is image",
+        spec.scenario()
+    );
+    let batches = read_corpus(&spec.workload)?;
+    let items: usize = batches.iter().map(|b| b.batch).sum();
+    Ok((batches, items))
+}
+
+/// Concatenate corpus outputs (one per batch, in feed order), checking each.
+fn concat_outputs(outs: &[Embeddings], batches: &[Batch], items: usize, expected_dim: usize) -> Result<Embeddings> {
+    let mut data = Vec::with_capacity(items * expected_dim);
+    for (i, (out, batch)) in outs.iter().zip(batches).enumerate() {
+        check_output(out, batch.batch, expected_dim).with_context(|| format!("corpus batch {i}"))?;
+        data.extend_from_slice(&out.data);
+    }
+    Ok(Embeddings { rows: items, dim: expected_dim, data })
 }
 
 /// Scenario `throughput`: full passes over a corpus of K batches.
@@ -432,17 +494,12 @@ fn run_throughput_shape<E: Engine>(
 ) -> Result<ShapeResult> {
     let timing = &request.timing;
     let truncate = request.model.truncate_dim;
-    anyhow::ensure!(
-        !request.model.is_image(),
-        "scenario throughput reads a text corpus; model.modality is image"
-    );
-
-    let batches = read_corpus(&spec.workload)?;
+    let keep_first = spec.first_embeddings.is_some();
+    let (batches, items) = read_corpus_for(spec, request)?;
     let k = batches.len();
-    let items: usize = batches.iter().map(|b| b.batch).sum();
     engine.begin_shape(index, spec)?;
 
-    let warmup_ns = warm_up(engine, timing.warmup, truncate, |i| &batches[i % k])?;
+    let (warmup_ns, mut first) = warm_up(engine, timing.warmup, truncate, keep_first, |i| &batches[i % k])?;
 
     // Capacity in whole passes.
     let max_calls = timing.max_calls.unwrap_or(usize::MAX).max(1);
@@ -457,56 +514,63 @@ fn run_throughput_shape<E: Engine>(
 
     let min_dur = Duration::from_secs_f64(timing.min_seconds.max(0.0));
     let max_dur = Duration::from_secs_f64(timing.max_seconds.max(0.0));
+    // One flat loop over calls, rotated like the latency loop: the first call
+    // is made before it, so its output can be kept with nothing added inside.
+    let mut i = 0usize; // position of the latest call in its pass
     let loop_start = Instant::now();
-    let (stop_rule, loop_end) = 'passes: loop {
-        let mut pass_start = loop_start;
-        for (i, batch) in batches.iter().enumerate() {
-            let t0 = Instant::now();
-            let out = call(engine, batch, truncate)?;
-            let t1 = Instant::now();
-            samples_ns.push(nanos(t1 - t0));
-            current.push(out);
-            if i == 0 {
-                pass_start = t0;
+    let t0 = Instant::now();
+    let mut pass_start = t0;
+    current.push(call(engine, &batches[0], truncate)?);
+    let mut t1 = Instant::now();
+    samples_ns.push(nanos(t1 - t0));
+    if keep_first && first.is_none() {
+        first = Some(current[0].clone());
+    }
+    let stop_rule = loop {
+        let elapsed = t1 - loop_start;
+        if i + 1 < k {
+            if !passes_ns.is_empty() && elapsed >= max_dur {
+                // Cut short: keep whole passes only.
+                samples_ns.truncate(passes_ns.len() * k);
+                break "time_cap";
             }
-            let elapsed = t1 - loop_start;
-            if i + 1 < k {
-                if !passes_ns.is_empty() && elapsed >= max_dur {
-                    // Cut short: keep whole passes only.
-                    samples_ns.truncate(passes_ns.len() * k);
-                    break 'passes ("time_cap", t1);
-                }
-                continue;
-            }
+            i += 1;
+        } else {
             // A full pass is done: its outputs become the last full pass.
             passes_ns.push(nanos(t1 - pass_start));
             std::mem::swap(&mut current, &mut last_pass);
             current.clear();
             if elapsed >= min_dur {
-                break 'passes ("min_reached", t1);
+                break "min_reached";
             }
             if elapsed >= max_dur {
-                break 'passes ("time_cap", t1);
+                break "time_cap";
             }
             if samples_ns.len() >= max_calls {
-                break 'passes ("call_cap", t1);
+                break "call_cap";
             }
+            i = 0;
         }
+        let t0 = Instant::now();
+        if i == 0 {
+            pass_start = t0;
+        }
+        current.push(call(engine, &batches[i], truncate)?);
+        t1 = Instant::now();
+        samples_ns.push(nanos(t1 - t0));
     };
-    let loop_s = (loop_end - loop_start).as_secs_f64();
+    let loop_s = (t1 - loop_start).as_secs_f64();
     drop(current);
 
-    let loop_peak = memory::vm_hwm_mib();
-    *peak = max_opt(*peak, loop_peak);
+    let reading = memory::vm_hwm_mib();
+    *peak = max_opt(*peak, reading);
+    let (loop_peak, memory_method) = memory::loop_peak(reset, reading);
 
     // The last full pass, rows concatenated in feed order.
-    let mut data = Vec::with_capacity(items * expected_dim);
-    for (i, (out, batch)) in last_pass.iter().zip(&batches).enumerate() {
-        check_output(out, batch.batch, expected_dim).with_context(|| format!("corpus batch {i}"))?;
-        data.extend_from_slice(&out.data);
-    }
+    let all = concat_outputs(&last_pass, &batches, items, expected_dim)?;
     drop(last_pass);
-    write_embeddings(&spec.embeddings, &Embeddings { rows: items, dim: expected_dim, data })?;
+    write_embeddings(&spec.embeddings, &all)?;
+    let first_embeddings = write_first(spec, first.as_ref(), batches[0].batch, expected_dim)?;
 
     Ok(ShapeResult {
         batch: spec.batch,
@@ -519,12 +583,74 @@ fn run_throughput_shape<E: Engine>(
         stop_rule: Some(stop_rule.into()),
         loop_s: Some(loop_s),
         peak_rss_mb: *peak,
-        loop_peak_rss_mb: if reset { loop_peak } else { None },
+        loop_peak_rss_mb: loop_peak,
+        memory_method: Some(memory_method.into()),
         embeddings: Some(spec.embeddings.clone()),
+        first_embeddings,
         scenario: "throughput".into(),
         target_ci: None,
         ci_checks: None,
         passes_ns: Some(passes_ns),
+        items: Some(items),
+    })
+}
+
+/// Scenario `accuracy`: every batch of the corpus embedded exactly once, in
+/// feed order, with no warm-up; each call's time goes into `samples_ns` for the
+/// record (`stop_rule: single_pass`), the embeddings are every output in feed
+/// order. It measures what a precision costs in accuracy on real sentences.
+fn run_accuracy_shape<E: Engine>(
+    engine: &mut E,
+    index: usize,
+    spec: &ShapeSpec,
+    request: &Request,
+    expected_dim: usize,
+    peak: &mut Option<f64>,
+) -> Result<ShapeResult> {
+    let truncate = request.model.truncate_dim;
+    let (batches, items) = read_corpus_for(spec, request)?;
+    engine.begin_shape(index, spec)?;
+
+    let mut samples_ns: Vec<u64> = Vec::with_capacity(batches.len());
+    let mut outs: Vec<Embeddings> = Vec::with_capacity(batches.len());
+    *peak = max_opt(*peak, memory::vm_hwm_mib());
+    let reset = memory::reset_hwm();
+    let loop_start = Instant::now();
+    for batch in &batches {
+        let t0 = Instant::now();
+        let out = call(engine, batch, truncate)?;
+        let t1 = Instant::now();
+        samples_ns.push(nanos(t1 - t0));
+        outs.push(out);
+    }
+    let loop_s = loop_start.elapsed().as_secs_f64();
+    let reading = memory::vm_hwm_mib();
+    *peak = max_opt(*peak, reading);
+    let (loop_peak, memory_method) = memory::loop_peak(reset, reading);
+
+    let all = concat_outputs(&outs, &batches, items, expected_dim)?;
+    write_embeddings(&spec.embeddings, &all)?;
+    let first_embeddings = write_first(spec, outs.first(), batches[0].batch, expected_dim)?;
+
+    Ok(ShapeResult {
+        batch: spec.batch,
+        seq: spec.seq,
+        status: "ok".into(),
+        error: None,
+        first_call_s: first_call_s(&[], &samples_ns),
+        warmup_ns: Vec::new(),
+        samples_ns,
+        stop_rule: Some("single_pass".into()),
+        loop_s: Some(loop_s),
+        peak_rss_mb: *peak,
+        loop_peak_rss_mb: loop_peak,
+        memory_method: Some(memory_method.into()),
+        embeddings: Some(spec.embeddings.clone()),
+        first_embeddings,
+        scenario: "accuracy".into(),
+        target_ci: None,
+        ci_checks: None,
+        passes_ns: None,
         items: Some(items),
     })
 }

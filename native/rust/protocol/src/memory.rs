@@ -38,3 +38,21 @@ pub fn parse_status_kib(text: &str, key: &str) -> Option<u64> {
 pub fn reset_hwm() -> bool {
     std::fs::write("/proc/self/clear_refs", b"5").is_ok()
 }
+
+/// `memory_method` when the reset succeeded and VmHWM was read after the loop.
+pub const MEMORY_RESET: &str = "VmHWM after clear_refs reset before the loop";
+/// `memory_method` when `/proc/self/clear_refs` could not be written.
+pub const MEMORY_NO_RESET: &str = "not measured: clear_refs not writable";
+/// `memory_method` when VmHWM could not be read.
+pub const MEMORY_NO_HWM: &str = "not measured: VmHWM not readable";
+
+/// `(loop_peak_rss_mb, memory_method)` from whether the reset worked and the
+/// reading after the loop. Without a reset the reading is the process's peak
+/// since it started, not the loop's: it is not reported as the loop's.
+pub fn loop_peak(reset: bool, reading: Option<f64>) -> (Option<f64>, &'static str) {
+    match (reset, reading) {
+        (false, _) => (None, MEMORY_NO_RESET),
+        (true, None) => (None, MEMORY_NO_HWM),
+        (true, Some(mb)) => (Some(mb), MEMORY_RESET),
+    }
+}

@@ -29,7 +29,8 @@ pub struct Request {
     pub shapes: Vec<ShapeSpec>,
     /// `cpu`, `cuda` or `cuda:N`.
     pub device: String,
-    /// `fp32`, `fp16` or `bf16`.
+    /// `fp32`, `fp16`, `bf16` or `int8`: the precision the runner must run
+    /// natively, or refuse with [`crate::Unsupported`].
     pub precision: String,
     pub threads: Threads,
     pub timing: Timing,
@@ -123,6 +124,17 @@ pub struct Artifact {
     /// torch only: attn_implementation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attention: Option<String>,
+    /// Precision the artifact itself holds (`fp32` when absent), e.g. `int8`
+    /// for a dynamically quantized ONNX graph.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub precision: Option<String>,
+}
+
+impl Artifact {
+    /// The artifact's own precision: `fp32` when absent.
+    pub fn precision(&self) -> &str {
+        self.precision.as_deref().unwrap_or("fp32")
+    }
 }
 
 /// One (batch, seq) shape to time.
@@ -138,10 +150,15 @@ pub struct ShapeSpec {
     pub workload: String,
     /// Where the runner writes sentence_embedding F32 [B,D] from its last timed call.
     pub embeddings: String,
-    /// `latency` (default, also when absent) or `throughput` (the workload is
-    /// a corpus timed in full passes).
+    /// `latency` (default, also when absent), `throughput` (the workload is
+    /// a corpus timed in full passes) or `accuracy` (the same corpus, every
+    /// batch embedded once in feed order).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scenario: Option<String>,
+    /// Where to write the output of the shape's first call (the first warm-up
+    /// call, else the first timed call; batch 0 of a corpus).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_embeddings: Option<String>,
 }
 
 impl ShapeSpec {
@@ -153,6 +170,11 @@ impl ShapeSpec {
     /// `true` for `scenario: "throughput"`.
     pub fn is_throughput(&self) -> bool {
         self.scenario() == "throughput"
+    }
+
+    /// `true` for `scenario: "accuracy"`.
+    pub fn is_accuracy(&self) -> bool {
+        self.scenario() == "accuracy"
     }
 }
 
@@ -197,6 +219,10 @@ pub struct OrtOptions {
     pub enable_cpu_mem_arena: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_spinning: Option<bool>,
+    /// Extra session config entries, applied after the options above (an
+    /// entry given here wins) and echoed in the result's settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_config: Option<BTreeMap<String, String>>,
 }
 
 /// Fault injection for the null runners.
@@ -268,7 +294,8 @@ pub struct DeviceInfo {
     pub provider: Option<String>,
 }
 
-/// A failure of the runner as a whole (e.g. could not load).
+/// A failure of the runner as a whole (e.g. could not load). `kind` is
+/// `request`, `protocol`, `load` or `unsupported` (see [`Unsupported`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorInfo {
     pub kind: String,
@@ -286,14 +313,19 @@ pub struct ShapeResult {
     pub first_call_s: Option<f64>,
     pub warmup_ns: Vec<u64>,
     pub samples_ns: Vec<u64>,
-    /// `min_reached`, `ci_reached`, `time_cap`, `call_cap`, or null when the
-    /// loop did not finish.
+    /// `min_reached`, `ci_reached`, `time_cap`, `call_cap`, `single_pass`
+    /// (accuracy), or null when the loop did not finish.
     pub stop_rule: Option<String>,
     pub loop_s: Option<f64>,
     pub peak_rss_mb: Option<f64>,
+    /// Null when the high-water mark could not be reset before the loop.
     pub loop_peak_rss_mb: Option<f64>,
+    /// How `loop_peak_rss_mb` was measured ([`crate::memory::MEMORY_RESET`], ...).
+    pub memory_method: Option<String>,
     pub embeddings: Option<String>,
-    /// `latency` or `throughput`.
+    /// Where the first call's output was written (null when not asked).
+    pub first_embeddings: Option<String>,
+    /// `latency`, `throughput` or `accuracy`.
     #[serde(default = "latency")]
     pub scenario: String,
     /// The request's `timing.target_ci` for a latency shape (null when unset
@@ -304,7 +336,7 @@ pub struct ShapeResult {
     /// throughput: wall time of each full pass over the corpus (absent for latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub passes_ns: Option<Vec<u64>>,
-    /// throughput: corpus rows per pass (absent for latency).
+    /// throughput and accuracy: corpus rows per pass (absent for latency).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub items: Option<usize>,
 }
@@ -328,7 +360,9 @@ impl ShapeResult {
             loop_s: None,
             peak_rss_mb: None,
             loop_peak_rss_mb: None,
+            memory_method: None,
             embeddings: None,
+            first_embeddings: None,
             scenario: spec.scenario().to_string(),
             target_ci: None,
             ci_checks: None,
@@ -337,3 +371,25 @@ impl ShapeResult {
         }
     }
 }
+
+/// A load-time refusal: the runner cannot run what was asked natively (e.g.
+/// the precision). Return it from [`crate::Engine::load`] (as an anyhow error:
+/// `Err(Unsupported::new("...").into())`); the harness writes it as error kind
+/// `unsupported` with this one-line message and exits 1, and the orchestrator
+/// records a `skipped` cell with the message as its reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsupported(pub String);
+
+impl Unsupported {
+    pub fn new(reason: impl Into<String>) -> Self {
+        Unsupported(reason.into())
+    }
+}
+
+impl std::fmt::Display for Unsupported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unsupported {}

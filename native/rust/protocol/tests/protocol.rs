@@ -129,8 +129,10 @@ fn truncate_and_normalize_hand_checked() {
 // ------------------------------------------------------------ fake engine
 
 /// Behaviour chosen by `request.runtime`: "slow:<ms>", "fail-load",
-/// "panic-at:<shape>", "alternate:<ms>" (calls alternate between no sleep and
-/// a sleep of <ms>: a wide two-valued sample).
+/// "unsupported" (refuses at load), "panic-at:<shape>", "alternate:<ms>"
+/// (calls alternate between no sleep and a sleep of <ms>: a wide two-valued
+/// sample), "count" (every value of a row is the call's number, 1-based,
+/// warm-up included, so outputs tell calls apart).
 struct Fake {
     sleep: Duration,
     alternate: bool,
@@ -138,12 +140,16 @@ struct Fake {
     dim: usize,
     panic_at: Option<usize>,
     shape: usize,
+    count: bool,
 }
 
 impl Engine for Fake {
     fn load(request: &Request) -> anyhow::Result<Self> {
         let rt = request.runtime.as_str();
         anyhow::ensure!(rt != "fail-load", "cannot load: on purpose");
+        if rt == "unsupported" {
+            return Err(Unsupported::new(format!("precision {} is not run natively here", request.precision)).into());
+        }
         let alternate = rt.starts_with("alternate:");
         let ms = rt.strip_prefix("slow:").or(rt.strip_prefix("alternate:")).map_or(0, |m| m.parse().unwrap());
         let panic_at = rt.strip_prefix("panic-at:").map(|m| m.parse().unwrap());
@@ -154,6 +160,7 @@ impl Engine for Fake {
             dim: request.model.output_dim,
             panic_at,
             shape: 0,
+            count: rt == "count",
         })
     }
     fn begin_shape(&mut self, index: usize, _spec: &ShapeSpec) -> anyhow::Result<()> {
@@ -176,7 +183,11 @@ impl Engine for Fake {
                 Some([c, h, w]) => batch.pixel_values[i * c * h * w],
                 None => batch.input_ids[i * batch.seq] as f32,
             };
-            data.extend((1..=self.dim).map(|k| k as f32 * x));
+            if self.count {
+                data.extend(std::iter::repeat_n(self.calls as f32, self.dim));
+            } else {
+                data.extend((1..=self.dim).map(|k| k as f32 * x));
+            }
         }
         Ok(Embeddings { rows: batch.batch, dim: self.dim, data })
     }
@@ -202,6 +213,7 @@ fn fake_request(d: &Path, runtime: &str, timing: Timing, shapes: &[(usize, usize
             workload: w.display().to_string(),
             embeddings: d.join(format!("e{b}x{s}.safetensors")).display().to_string(),
             scenario: None,
+            first_embeddings: None,
         });
     }
     write_request(d, runtime, timing, specs, truncate, None)
@@ -228,7 +240,7 @@ fn write_request(
             truncate_dim: truncate,
             modality: modality.map(String::from),
         },
-        artifact: Artifact { format: "none".into(), path: String::new(), sha256: None, attention: None },
+        artifact: Artifact { format: "none".into(), path: String::new(), sha256: None, attention: None, precision: None },
         shapes: specs,
         device: "cpu".into(),
         precision: "fp32".into(),
@@ -396,6 +408,14 @@ fn result_json_has_schema_required_fields() {
     assert!(r["error"]["message"].as_str().unwrap().contains("on purpose"));
     assert!(r["shapes"].as_array().unwrap().is_empty());
 
+    // A refusal: error kind "unsupported" with its one-line reason, exit 1.
+    let rq = fake_request(&d, "unsupported", t, &[(1, 2)], None);
+    assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::from(1));
+    let r = read_json(&rs);
+    check_required(&schema, &r, "result");
+    assert_eq!(r["error"], serde_json::json!({"kind": "unsupported", "message": "precision fp32 is not run natively here"}));
+    assert!(r["shapes"].as_array().unwrap().is_empty());
+
     // Another protocol version: error kind "protocol", exit 1.
     let mut v = read_json(&rq);
     v["protocol"] = 2.into();
@@ -427,6 +447,10 @@ fn memory_readings() {
         let after = memory::vm_hwm_mib().unwrap();
         assert!(after <= before, "{after} > {before}");
     }
+    // Without a reset the reading is the process peak, not the loop's: null.
+    assert_eq!(memory::loop_peak(false, Some(12.0)), (None, "not measured: clear_refs not writable"));
+    assert_eq!(memory::loop_peak(true, None), (None, "not measured: VmHWM not readable"));
+    assert_eq!(memory::loop_peak(true, Some(12.0)), (Some(12.0), "VmHWM after clear_refs reset before the loop"));
 }
 
 // ------------------------------------------------ additions: towers, CI, throughput
@@ -438,6 +462,7 @@ fn spec(d: &Path, name: &str, batch: usize, seq: usize, scenario: Option<&str>) 
         workload: d.join(format!("{name}.w.safetensors")).display().to_string(),
         embeddings: d.join(format!("{name}.e.safetensors")).display().to_string(),
         scenario: scenario.map(String::from),
+        first_embeddings: None,
     }
 }
 
@@ -824,4 +849,92 @@ fn null_rust_runs_image_and_corpus_workloads() {
             assert!(e.data.iter().all(|&x| x == 0.0));
         }
     }
+}
+
+// ------------------------------------------------ first_embeddings, accuracy, new request members
+
+fn first_value(path: &str) -> f32 {
+    let e = read_embeddings(path).unwrap();
+    assert!(e.data.iter().all(|&x| x == e.data[0]), "{:?}", e.data);
+    e.data[0]
+}
+
+#[test]
+fn first_embeddings_hold_the_shapes_first_call() {
+    let schema: Value = serde_json::from_str(&std::fs::read_to_string(schema_path("result.schema.json")).unwrap()).unwrap();
+    let d = scratch("first");
+    let rs = d.join("result.json");
+    for warmup in [0usize, 2] {
+        // Latency: the first call is the first warm-up call, else the first timed one.
+        let mut lat = spec(&d, "lat", 2, 3, None);
+        write_workload(&lat.workload, &corpus_batches()[0]).unwrap();
+        lat.first_embeddings = Some(d.join("lat.first.safetensors").display().to_string());
+        // Throughput: batch 0's first call.
+        let mut thr = spec(&d, "thr", 3, 4, Some("throughput"));
+        write_corpus(&thr.workload, &corpus_batches(), None).unwrap();
+        thr.first_embeddings = Some(d.join("thr.first.safetensors").display().to_string());
+        // Accuracy: the corpus once, no warm-up.
+        let mut acc = spec(&d, "acc", 3, 4, Some("accuracy"));
+        write_corpus(&acc.workload, &corpus_batches(), None).unwrap();
+        acc.first_embeddings = Some(d.join("acc.first.safetensors").display().to_string());
+        let plain = spec(&d, "plain", 2, 3, None);
+        write_workload(&plain.workload, &corpus_batches()[0]).unwrap();
+
+        let rq = write_request(&d, "count", timing(warmup, 4, 0.0, 30.0), vec![lat, thr, acc, plain], None, None);
+        assert_eq!(run_with_paths::<Fake>("fake", &rq, &rs), ExitCode::SUCCESS);
+        let r = read_json(&rs);
+        check_required(&schema, &r, "result");
+        let shapes = r["shapes"].as_array().unwrap();
+        for s in shapes {
+            assert_eq!(s["status"], "ok", "{s}");
+        }
+        let (lat, thr, acc, plain) = (&shapes[0], &shapes[1], &shapes[2], &shapes[3]);
+        // Calls are numbered across the whole run: latency 1 .. warmup + 4.
+        assert_eq!(lat["samples_ns"].as_array().unwrap().len(), 4);
+        assert_eq!(first_value(lat["first_embeddings"].as_str().unwrap()), 1.0);
+        assert_eq!(first_value(lat["embeddings"].as_str().unwrap()), (warmup + 4) as f32);
+        let thr_first = (warmup + 4 + 1) as f32;
+        let e = read_embeddings(thr["first_embeddings"].as_str().unwrap()).unwrap();
+        assert_eq!((e.rows, e.dim), (2, 4)); // batch 0's rows
+        assert!(e.data.iter().all(|&x| x == thr_first), "{:?}", e.data);
+        let calls_before_acc = warmup + 4 + warmup + thr["samples_ns"].as_array().unwrap().len();
+        assert_eq!(acc["stop_rule"], "single_pass");
+        assert_eq!(acc["scenario"], "accuracy");
+        assert!(acc["warmup_ns"].as_array().unwrap().is_empty());
+        assert_eq!(acc["samples_ns"].as_array().unwrap().len(), 3);
+        assert_eq!(acc["items"], 6);
+        assert!(acc.get("passes_ns").is_none() && acc["target_ci"].is_null() && acc["ci_checks"].is_null());
+        let e = read_embeddings(acc["embeddings"].as_str().unwrap()).unwrap();
+        let want: Vec<f32> = [1usize, 1, 2, 2, 2, 3].iter().map(|&c| (calls_before_acc + c) as f32).collect();
+        assert_eq!(e.data.chunks(4).map(|r| r[0]).collect::<Vec<_>>(), want); // each batch once, in feed order
+        assert_eq!(first_value(acc["first_embeddings"].as_str().unwrap()), want[0]);
+        assert!(plain["first_embeddings"].is_null());
+        for s in shapes {
+            let method = s["memory_method"].as_str().unwrap();
+            assert_eq!(s["loop_peak_rss_mb"].is_null(), method != memory::MEMORY_RESET, "{method}");
+        }
+    }
+}
+
+#[test]
+fn parses_precision_and_session_config() {
+    let mut v: Value = serde_json::from_str(SAMPLE_REQUEST).unwrap();
+    v["precision"] = "int8".into();
+    v["artifact"]["precision"] = "int8".into();
+    v["onnxruntime"]["session_config"] = serde_json::json!({"session.intra_op_thread_affinities": "1;2"});
+    v["shapes"][0]["first_embeddings"] = "/e/first.safetensors".into();
+    v["shapes"][0]["scenario"] = "accuracy".into();
+    let r = Request::from_json(&v.to_string()).unwrap();
+    assert_eq!((r.precision.as_str(), r.artifact.precision()), ("int8", "int8"));
+    let cfg = r.onnxruntime.as_ref().unwrap().session_config.as_ref().unwrap();
+    assert_eq!(cfg["session.intra_op_thread_affinities"], "1;2");
+    assert_eq!(r.shapes[0].first_embeddings.as_deref(), Some("/e/first.safetensors"));
+    assert!(r.shapes[0].is_accuracy() && !r.shapes[0].is_throughput());
+    // Absent: an fp32 artifact, no session config, no first embeddings.
+    let r = Request::from_json(SAMPLE_REQUEST).unwrap();
+    assert_eq!(r.artifact.precision(), "fp32");
+    assert!(r.onnxruntime.unwrap().session_config.is_none() && r.shapes[0].first_embeddings.is_none());
+    // Values are strings.
+    v["onnxruntime"]["session_config"] = serde_json::json!({"session.x": 1});
+    assert!(Request::from_json(&v.to_string()).is_err());
 }
