@@ -15,7 +15,7 @@ import yaml
 from embedperf.models.registry import MODELS, SOURCES, UnknownModel, get_model, sources_for
 from embedperf.runners.registry import ALL, RUNTIMES, UnknownRuntime, get_runtime
 
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 SCENARIOS = ("latency", "throughput")
 FAULTS = ("crash", "hang", "exit", "oom")
 
@@ -69,14 +69,14 @@ class ModelChoice:
 
 @dataclass
 class RunSpec:
-    """One run: models x runtimes x shapes on one device and precision."""
+    """One run: models x runtimes x precisions x shapes on one device."""
 
     models: list[ModelChoice]
     runtimes: list[str]
     batch: list[int]
     seq: list[int]
     device: str = "cpu"
-    precision: str = "fp32"
+    precision: list[str] = field(default_factory=lambda: ["fp32"])  # an axis: each precision its own cells
     scenario: str = "latency"
     threads: int | None = None
     timing: Timing = field(default_factory=Timing)
@@ -96,6 +96,8 @@ class RunSpec:
         d["models"] = [ModelChoice(**m) for m in d["models"]]
         d["timing"] = Timing(**d.get("timing", {}))
         d["corpus"] = Corpus(**(d.get("corpus") or {}))
+        if isinstance(d.get("precision"), str):  # a run.json written before precision became an axis
+            d["precision"] = [d["precision"]]
         return cls(**d)
 
 
@@ -171,6 +173,23 @@ def resolve_model(name: str):
         raise SpecError(message) from None
 
 
+def parse_precisions(value) -> list[str]:
+    """`fp32,bf16,int8` (or a YAML list) as a list in that order, each once; one line naming the choices."""
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    out: list[str] = []
+    for name in (str(n).strip().lower() for n in names):
+        if not name:
+            continue
+        if name not in PRECISIONS:
+            raise SpecError(f"unknown precision {name!r}; choose from: {', '.join(PRECISIONS)} (a comma-separated "
+                            "list runs each)")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise SpecError(f"no precision given; choose from: {', '.join(PRECISIONS)}")
+    return out
+
+
 def parse_runtimes(value) -> list[str]:
     names = value.split(",") if isinstance(value, str) else list(value or [])
     # YAML reads a bare `null` in a runtime list as None: the user meant the null runner.
@@ -236,14 +255,13 @@ def _check_timing(timing: Timing) -> None:
         raise SpecError(f"timing.schedule_seed must be a non-negative integer, got {timing.schedule_seed!r}")
 
 
-def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", precision: str = "fp32",
+def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", precision="fp32",
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
           fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
           corpus: Corpus | None = None, calibrate: bool = True, pin_threads: bool = False) -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
-    if precision not in PRECISIONS:
-        raise SpecError(f"unknown precision {precision!r}; choose from: {', '.join(PRECISIONS)}")
+    precision = parse_precisions(precision)
     if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise SpecError(f"unknown device {device!r}; choose from: cpu, cuda, cuda:N")
     if threads is not None and threads < 1:
@@ -312,7 +330,8 @@ _INT, _NUM, _STR, _BOOL, _LIST, _MAP = "an integer", "a number", "a string", "tr
 SUITE_TYPES = {
     "description": _STR, "model": _STR, "models": _LIST, "source": _STR, "path": _STR, "revision": _STR,
     "truncate_dim": _INT, "runtimes": "a list or comma-separated string", "batch": "integers",
-    "seq": "integers", "device": _STR, "precision": _STR, "threads": _INT, "timing": _MAP,
+    "seq": "integers", "device": _STR, "precision": "a list or comma-separated string", "threads": _INT,
+    "timing": _MAP,
     "memory_limit_mb": _NUM, "scenario": _STR, "images": _STR, "corpus": _MAP, "calibrate": _BOOL,
     "pin_threads": _BOOL, "fault": _STR, "fault_at_shape": _INT,
     "machines": None, "cloud": None,  # read by `embedperf cloud`

@@ -17,7 +17,7 @@ from embedperf.spec import Timing, build, model_choice
 
 
 def test_the_schedule_interleaves_rounds_in_a_seeded_order():
-    groups = {(r, "text"): [Shape("text", 8, 16), Shape("text", 1, 16)] for r in ("a", "b", "c", "d")}
+    groups = {(r, "fp32", "text"): [Shape("text", 8, 16), Shape("text", 1, 16)] for r in ("a", "b", "c", "d")}
     jobs = fork_schedule(groups, 3, seed=7)
     assert len(jobs) == 12
     rounds = [[j.runtime for j in jobs if j.fork == f] for f in range(3)]
@@ -26,7 +26,7 @@ def test_the_schedule_interleaves_rounds_in_a_seeded_order():
     assert len({tuple(r) for r in rounds}) > 1  # shuffled, not a fixed rotation
     assert fork_schedule(groups, 3, seed=7) == jobs and fork_schedule(groups, 3, seed=8) != jobs
     assert [x.batch for x in jobs[0].shapes] == [1, 8]  # smaller shapes first inside a runner
-    kept = fork_schedule(groups, 3, seed=7, needed=lambda r, x, f: not (r == "a" and f == 0))
+    kept = fork_schedule(groups, 3, seed=7, needed=lambda g, x, f: not (g[0] == "a" and f == 0))
     assert len(kept) == 11 and not any(j.runtime == "a" and j.fork == 0 for j in kept)
 
 

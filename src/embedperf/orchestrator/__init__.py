@@ -88,12 +88,13 @@ class Orchestrator:
                                         "created": dt.datetime.now(dt.timezone.utc).isoformat()})
         done = existing_cells(self.run_dir)
         plans = [ModelPlan(choice, get_model(choice.name)) for choice in self.spec.models]
-        cells = sum(len(shapes_for(self.spec, p)) for p in plans) * len(self.spec.runtimes)
-        groups = sum(len({x.modality for x in shapes_for(self.spec, p)}) for p in plans) * len(self.spec.runtimes)
-        self.say(f"run {self.run_id}: {len(self.spec.models)} model(s) x {len(self.spec.runtimes)} runtime(s), "
-                 f"{cells} cell(s) x {self.forks} fork(s) = {groups * self.forks} runner process(es), "
-                 f"{self.spec.scenario} scenario, {self.threads} thread(s), {self.spec.precision}, "
-                 f"{self.spec.device}; results in {self.run_dir}")
+        per_model = len(self.spec.runtimes) * len(self.spec.precision)
+        cells = sum(len(shapes_for(self.spec, p)) for p in plans) * per_model
+        groups = sum(len({x.modality for x in shapes_for(self.spec, p)}) for p in plans) * per_model
+        self.say(f"run {self.run_id}: {len(self.spec.models)} model(s) x {len(self.spec.runtimes)} runtime(s) x "
+                 f"{len(self.spec.precision)} precision(s) ({', '.join(self.spec.precision)}), {cells} cell(s) x "
+                 f"{self.forks} fork(s) = {groups * self.forks} runner process(es), {self.spec.scenario} scenario, "
+                 f"{self.threads} thread(s), {self.spec.device}; results in {self.run_dir}")
         if done:
             self.say(f"resume: {len(done)} cell(s) already on disk are kept")
         self.ensure_profile()
@@ -149,77 +150,79 @@ class Orchestrator:
             write_json_atomic(run_doc, doc)
 
     # -- the cells of one model --------------------------------------------------------
-    def cell_id(self, plan: ModelPlan, runtime: str, x: Shape) -> str:
+    def cell_id(self, plan: ModelPlan, runtime: str, precision: str, x: Shape) -> str:
         c = plan.choice
-        return cell_id(plan.spec.slug, c.source, runtime, self.spec.precision, self.spec.device, self.spec.scenario,
+        return cell_id(plan.spec.slug, c.source, runtime, precision, self.spec.device, self.spec.scenario,
                        x.batch, x.seq, c.truncate_dim, modality=x.modality if plan.spec.multimodal else None,
                        order=x.order, threads=self.threads)
 
     def run_model(self, plan: ModelPlan, done: set[str], index: int) -> None:
         shapes = shapes_for(self.spec, plan)
-        ids = {(r, x): self.cell_id(plan, r, x) for r in self.spec.runtimes for x in shapes}
-        todo = {r: [x for x in shapes if ids[(r, x)] not in done] for r in self.spec.runtimes}
-        todo = {r: xs for r, xs in todo.items() if xs}
+        # a cell is (runtime, precision, shape) within this model; a group (runtime, precision, modality)
+        # is what one runner process measures
+        ids = {(r, p, x): self.cell_id(plan, r, p, x)
+               for r in self.spec.runtimes for p in self.spec.precision for x in shapes}
+        todo = [key for key, cid in ids.items() if cid not in done]
         if not todo:
             return
-        runnable = {}
-        for name, xs in todo.items():
-            runtime = RUNTIMES[name]
+        runnable = []
+        for key in todo:
+            runtime = RUNTIMES[key[0]]
             reason = availability(runtime)
             if reason is None and self.spec.device.split(":")[0] not in runtime.devices:
-                reason = f"{name} does not run on {self.spec.device}"
+                reason = f"{runtime.name} does not run on {self.spec.device}"
             if reason:
-                for x in xs:
-                    self.finish(plan, runtime, x, ids[(name, x)], "skipped", reason, [])
+                self.finish(plan, key, ids[key], "skipped", reason, [])
             else:
-                runnable[name] = xs
-        formats = {RUNTIMES[r].artifact for r in runnable} - {"none"}
+                runnable.append(key)
+        formats = {RUNTIMES[r].artifact for r, _, _ in runnable} - {"none"}
         if formats:
             self.executor.prepare(plan, formats)
-        needed = list(dict.fromkeys(x for xs in runnable.values() for x in xs))
+        needed = list(dict.fromkeys(x for _, _, x in runnable))
         try:
             loads = {x: self.executor.workload(plan, x) for x in needed}
         except (ImageSourceError, ShapeError, captions.TokenizerError) as e:
             plan.error, loads = str(e), {}
             self.say(f"error: {e}")
         references = self.executor.reference_pass(plan, loads) if formats and not plan.error else {}
-        groups: dict[tuple[str, str], list[Shape]] = {}
-        for name, xs in runnable.items():
+        groups: dict[tuple[str, str, str], list[Shape]] = {}
+        for key in runnable:
+            name, precision, x = key
             if plan.error and (RUNTIMES[name].artifact != "none" or not loads):
-                for x in xs:
-                    self.finish(plan, RUNTIMES[name], x, ids[(name, x)], "failed", plan.error, [], loads.get(x))
+                self.finish(plan, key, ids[key], "failed", plan.error, [], loads.get(x))
                 continue
-            for x in xs:
-                groups.setdefault((name, x.modality), []).append(x)
-        kept = {(r, x): read_forks(self.run_dir, ids[(r, x)]) for (r, _), xs in groups.items() for x in xs}
+            groups.setdefault((name, precision, x.modality), []).append(x)
+        kept = {(r, p, x): read_forks(self.run_dir, ids[(r, p, x)]) for (r, p, _), xs in groups.items() for x in xs}
         schedule = fork_schedule(groups, self.forks, self.spec.timing.schedule_seed + index,
-                                 needed=lambda r, x, f: f not in kept[(r, x)])
+                                 needed=lambda g, x, f: f not in kept[(g[0], g[1], x)])
         self.progress.extend(sum(len(job.shapes) + 1 for job in schedule))
         records = {key: dict(recs) for key, recs in kept.items()}
         for key, recs in records.items():  # cells an interrupted run had finished all forks of
             self.maybe_finish(plan, key, recs, ids, loads, references)
         for position, job in enumerate(schedule):
-            live = tuple(x for x in job.shapes if ids[(job.runtime, x)] not in self.closed)
+            live = tuple(x for x in job.shapes if ids[(job.runtime, job.precision, x)] not in self.closed)
             if len(live) < len(job.shapes):
                 self.progress.extend(-(len(job.shapes) - len(live)) - (0 if live else 1))
             if not live:
                 continue
-            job = ForkJob(job.runtime, job.modality, job.fork, job.forks, live)
-            self.progress.current(f"fork {job.fork + 1}/{job.forks} {job.runtime}: {plan.spec.slug}"
+            job = ForkJob(job.runtime, job.precision, job.modality, job.fork, job.forks, live)
+            self.progress.current(f"fork {job.fork + 1}/{job.forks} {job.runtime} {job.precision}: {plan.spec.slug}"
                                   + (f" {job.modality} tower" if plan.spec.multimodal else ""))
-            got = self.executor.run_fork(plan, job, position, loads, {x: ids[(job.runtime, x)] for x in live})
+            got = self.executor.run_fork(plan, job, position, loads,
+                                         {x: ids[(job.runtime, job.precision, x)] for x in live})
             self.progress.advance(len(live) + 1)
             for x, rec in got.items():
-                records[(job.runtime, x)][job.fork] = rec
+                key = (job.runtime, job.precision, x)
+                records[key][job.fork] = rec
                 self.say_fork(plan, job, x, rec)
-                self.maybe_finish(plan, (job.runtime, x), records[(job.runtime, x)], ids, loads, references)
+                self.maybe_finish(plan, key, records[key], ids, loads, references)
         if plan.spec.multimodal and plan.prepared:
             self.zero_shot(plan, references)
 
-    def maybe_finish(self, plan: ModelPlan, key: tuple[str, Shape], recs: dict[int, ForkRecord], ids: dict,
+    def maybe_finish(self, plan: ModelPlan, key: tuple[str, str, Shape], recs: dict[int, ForkRecord], ids: dict,
                      loads: dict[Shape, Load], references: dict[Shape, Path]) -> None:
         """Write the cell once all its forks ran, or as soon as one fork failed or was refused."""
-        runtime, x = key
+        x = key[2]
         if ids[key] in self.closed or not recs:
             return
         bad = next((r for r in sorted(recs.values(), key=lambda r: r.fork) if r.status != "ok"), None)
@@ -230,21 +233,23 @@ class Orchestrator:
         else:
             where = f"fork {bad.fork + 1} of {self.forks}: " if self.forks > 1 and bad.status == "failed" else ""
             status, reason = bad.status, where + (bad.reason or bad.status)
-        self.finish(plan, RUNTIMES[runtime], x, ids[key], status, reason, list(recs.values()), loads.get(x),
-                    references.get(x))
+        self.finish(plan, key, ids[key], status, reason, list(recs.values()), loads.get(x), references.get(x))
 
-    def finish(self, plan: ModelPlan, runtime: Runtime, x: Shape, cid: str, status: str, reason: str | None,
+    def finish(self, plan: ModelPlan, key: tuple[str, str, Shape], cid: str, status: str, reason: str | None,
                forks: list[ForkRecord], load: Load | None = None, reference: Path | None = None) -> dict:
         """Analyse one cell from its forks, write its document, report it."""
+        name, precision, x = key
+        runtime = RUNTIMES[name]
         self.closed.add(cid)
-        doc = analyse.cell_document(self.facts, plan, runtime, x, cid, status, reason, forks, load, reference)
+        doc = analyse.cell_document(self.facts, plan, runtime, precision, x, cid, status, reason, forks, load,
+                                    reference)
         path = self.run_dir / f"{cid}.json"
         write_json_atomic(path, doc)
         self.written.append(doc)
-        self.docs[(plan.spec.name, plan.choice.source, runtime.name, x)] = (doc, path)
+        self.docs[(plan.spec.name, plan.choice.source, runtime.name, precision, x)] = (doc, path)
         if self.on_cell:
             self.on_cell(path)
-        self.say(self.cell_line(plan, runtime, x, doc))
+        self.say(self.cell_line(plan, runtime, precision, x, doc))
         return doc
 
     def say_fork(self, plan: ModelPlan, job: ForkJob, x: Shape, rec: ForkRecord) -> None:
@@ -253,12 +258,16 @@ class Orchestrator:
         series = rec.shape.get("passes_ns" if x.order else "samples_ns") or []
         median = Stats(tuple(series)).median_ms if series else None
         text = f"median {median:.3f} ms" if median is not None else "no samples"
-        self.say(f"    fork {job.fork + 1}/{job.forks} {x.label(plan.spec.multimodal)} {job.runtime}: {text}"
-                 f" ({rec.shape.get('stop_rule')})")
+        self.say(f"    fork {job.fork + 1}/{job.forks} {x.label(plan.spec.multimodal)} {job.runtime}"
+                 f"{self.precision_label(job.precision)}: {text} ({rec.shape.get('stop_rule')})")
 
-    def cell_line(self, plan: ModelPlan, runtime: Runtime, x: Shape, doc: dict) -> str:
+    def precision_label(self, precision: str) -> str:
+        """' bf16' in progress lines when the run has several precisions (one is said once at the start)."""
+        return f" {precision}" if len(self.spec.precision) > 1 else ""
+
+    def cell_line(self, plan: ModelPlan, runtime: Runtime, precision: str, x: Shape, doc: dict) -> str:
         summary = doc["summary"]
-        line = f"  {x.label(plan.spec.multimodal)} {runtime.name}: {doc['status']}"
+        line = f"  {x.label(plan.spec.multimodal)} {runtime.name}{self.precision_label(precision)}: {doc['status']}"
         if x.order and summary:
             line += f"  {summary['items_per_s']:.1f} items/s, {summary['tokens_per_s']:.0f} tokens/s"
         elif summary:
@@ -280,12 +289,12 @@ class Orchestrator:
             return
         from embedperf.measure import parity
 
-        for name in self.spec.runtimes:
+        for name, precision in ((r, p) for r in self.spec.runtimes for p in self.spec.precision):
             if RUNTIMES[name].is_null:
                 continue
             for b in self.spec.batch:
                 shapes = {m: Shape(m, b, plan.spec.seq_for(m, plan.choice.source)) for m in ("text", "image")}
-                keys = {m: (plan.spec.name, plan.choice.source, name, x) for m, x in shapes.items()}
+                keys = {m: (plan.spec.name, plan.choice.source, name, precision, x) for m, x in shapes.items()}
                 if not all(k in self.docs for k in keys.values()):
                     continue
                 docs = {m: self.docs[k] for m, k in keys.items()}
@@ -304,7 +313,8 @@ class Orchestrator:
                     write_json_atomic(path, doc)
                     if self.on_cell:
                         self.on_cell(path)
-                self.say(f"  zero-shot b{b} {name}: max |Δp| {result['max_abs_prob_diff']:.2e}, "
+                self.say(f"  zero-shot b{b} {name}{self.precision_label(precision)}: "
+                         f"max |Δp| {result['max_abs_prob_diff']:.2e}, "
                          f"max |Δlogit| {result['max_abs_logit_diff']:.2e} ({logits['rule']})")
 
 

@@ -57,6 +57,19 @@ class ForkRecord:
         return cls(**d)
 
 
+def label_mismatch(asked: str, settings: dict) -> str | None:
+    """Why a runner's result cannot carry the precision label it was asked for, or None.
+
+    A label is a promise: every runner says what its framework applied (`settings.precision`); a cell
+    whose runner ran something else, or did not say, fails instead of being relabelled."""
+    ran = settings.get("precision")
+    if ran is None:
+        return f"label: asked for {asked}, the runner did not say which precision ran"
+    if ran != asked:
+        return f"label: asked for {asked}, the runner reports it ran {ran}"
+    return None
+
+
 def fork_path(run_dir: Path, cell_id: str, fork: int) -> Path:
     return run_dir / "forks" / cell_id / f"f{fork}.json"
 
@@ -141,7 +154,7 @@ class Executor:
         return entry
 
     def request(self, plan: ModelPlan, runtime: Runtime, shapes: list[dict], modality: str = "text",
-                reference: bool = False) -> dict:
+                reference: bool = False, precision: str = "fp32") -> dict:
         spec = plan.spec
         if runtime.artifact == "none":
             artifact = {"format": "none", "path": ""}
@@ -164,7 +177,7 @@ class Executor:
             "artifact": artifact,
             "shapes": shapes,
             "device": "cpu" if reference else self.spec.device,
-            "precision": "fp32" if reference else self.spec.precision,
+            "precision": "fp32" if reference else precision,
             "threads": {"intra_op": self.threads, "inter_op": 1},
             "timing": timing,
             "onnxruntime": ORT_SESSION_OPTIONS if runtime.artifact == "onnx" else None,
@@ -178,15 +191,19 @@ class Executor:
         runtime = RUNTIMES[job.runtime]
         emb_dir = self.run_dir / "embeddings"
         emb_dir.mkdir(exist_ok=True)
-        entries = [self.shape_entry(x, loads[x], emb_dir / f"{cell_ids[x]}.f{job.fork}.safetensors")
-                   for x in job.shapes]
-        request = self.request(plan, runtime, entries, job.modality)
+        entries = []
+        for x in job.shapes:
+            entry = self.shape_entry(x, loads[x], emb_dir / f"{cell_ids[x]}.f{job.fork}.safetensors")
+            if not runtime.is_null:  # the first call's output too: a runtime whose answers change after warm-up
+                entry["first_embeddings"] = str(emb_dir / f"{cell_ids[x]}.f{job.fork}.first.safetensors")
+            entries.append(entry)
+        request = self.request(plan, runtime, entries, job.modality, precision=job.precision)
         t = self.spec.timing
         # a corpus pass is never cut short: give it room beyond the time cap
         per_shape = t.max_seconds + t.grace + (600 if self.spec.scenario == "throughput" else 0)
         timeout = t.load_timeout + len(entries) * per_shape
         tower = f"__{job.modality}" if plan.spec.multimodal else ""
-        tag = f"{plan.spec.slug}__{plan.choice.source}__{runtime.name}{tower}__f{job.fork}"
+        tag = f"{plan.spec.slug}__{plan.choice.source}__{runtime.name}__{job.precision}{tower}__f{job.fork}"
         before = activity.snapshot()
         outcome = launch(runtime, request, self.run_dir / "work", tag, timeout, self.spec.memory_limit_mb,
                          thread_env(self.threads), gpu=self.spec.device.startswith("cuda"))
@@ -197,6 +214,8 @@ class Executor:
         reported = result.get("shapes") or []
         error = result.get("error") or {}
         refused = error.get("message") or "unsupported" if error.get("kind") == "unsupported" else None
+        mislabelled = None if runtime.is_null or refused or result.get("load_s") is None else \
+            label_mismatch(job.precision, result.get("settings") or {})
         records = {}
         for i, x in enumerate(job.shapes):
             shape = reported[i] if i < len(reported) else None
@@ -206,6 +225,8 @@ class Executor:
                 status, reason = "skipped", refused  # the runtime cannot run this precision/model: not a failure
             elif shape is None:
                 status, reason = "failed", outcome.why()
+            elif mislabelled:
+                status, reason = "failed", mislabelled
             elif shape.get("status") != "ok":
                 status, reason = "failed", shape.get("error") or "failed"
             else:

@@ -73,9 +73,11 @@ class ModelPlan:
 
 @dataclass(frozen=True)
 class ForkJob:
-    """One runner process: fork `fork` of `runtime` on one tower of a model, over `shapes` (smallest first)."""
+    """One runner process: fork `fork` of `runtime` at one precision on one tower of a model, over `shapes`
+    (smallest first)."""
 
     runtime: str
+    precision: str
     modality: str
     fork: int
     forks: int
@@ -105,13 +107,13 @@ def shapes_for(spec: RunSpec, plan: ModelPlan) -> list[Shape]:
     return [Shape("text", b, s) for b in spec.batch for s in spec.seq]
 
 
-def fork_schedule(groups: dict[tuple[str, str], list[Shape]], forks: int, seed: int,
-                  needed=lambda runtime, shape, fork: True) -> list[ForkJob]:
+def fork_schedule(groups: dict[tuple[str, str, str], list[Shape]], forks: int, seed: int,
+                  needed=lambda group, shape, fork: True) -> list[ForkJob]:
     """The fork jobs of one model in run order: `forks` rounds, each a seeded shuffle of the groups.
 
-    `groups` maps (runtime, modality) to its shapes; `needed(runtime, shape, fork)` says whether that
-    fork of that cell still has to run (False for forks kept from an interrupted run, or for cells
-    that already failed), and a job with no shape left is dropped.
+    `groups` maps (runtime, precision, modality) to its shapes; `needed(group, shape, fork)` says
+    whether that fork of that cell still has to run (False for forks kept from an interrupted run),
+    and a job with no shape left is dropped.
     """
     rng = random.Random(seed)
     keys = list(groups)
@@ -119,9 +121,10 @@ def fork_schedule(groups: dict[tuple[str, str], list[Shape]], forks: int, seed: 
     for fork in range(forks):
         order = keys[:]
         rng.shuffle(order)
-        for runtime, modality in order:
-            shapes = tuple(sorted((x for x in groups[(runtime, modality)] if needed(runtime, x, fork)),
+        for group in order:
+            shapes = tuple(sorted((x for x in groups[group] if needed(group, x, fork)),
                                   key=lambda x: (x.size, x.batch, x.order or "")))
             if shapes:
-                jobs.append(ForkJob(runtime, modality, fork, forks, shapes))
+                runtime, precision, modality = group
+                jobs.append(ForkJob(runtime, precision, modality, fork, forks, shapes))
     return jobs
