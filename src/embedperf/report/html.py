@@ -28,7 +28,7 @@ from embedperf.report.markdown import (_fmt, fmt_flops, fmt_mb, md_table, multim
                                        run_overhead_lines, sections, setup_lines, sort_key, table, throughput_rows,
                                        warning_notes, with_shapes, zero_shot_note)
 from embedperf.report.models import PLAN_MODELS, expectations, model_rows, plan_facts
-from embedperf.report.verdicts import RULES, Verdict, fmt_ratio, headlines, heatmap, verdicts
+from embedperf.report.verdicts import RULES, Verdict, fmt_ratio, headline_sentence, headlines, heatmap, verdicts
 
 STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:16px auto;max-width:1240px;
@@ -46,7 +46,7 @@ figure.plot{margin:10px 0}figure.plot svg{max-width:100%;height:auto;display:blo
 figure.plot figcaption{font-size:12px;color:#444;margin-top:2px}
 div.fit{max-width:100%;overflow-x:auto}ul.warnings li{margin:2px 0}
 code{background:#f3f4f6;padding:0 3px;border-radius:3px}
-ul.headlines{margin:6px 0 10px;padding-left:18px}ul.headlines li{margin:3px 0}
+table.headlines{width:100%}table.headlines td{font-size:12.5px;line-height:1.3}
 table.heat td{text-align:center;padding:2px 3px;min-width:48px;font-variant-numeric:tabular-nums;line-height:1.15}
 table.heat td.rt,table.heat th.rt{text-align:left;white-space:nowrap}
 table.heat td small{display:block;font-size:10px;color:#333}
@@ -58,7 +58,7 @@ span.held{color:#1b5e20;font-weight:600}span.nothold{color:#b71c1c;font-weight:6
 span.open{color:#7a4a00;font-weight:600}
 """
 SHORT = {"onnxruntime-python": "ort-python", "onnxruntime-cpp": "ort-cpp", "onnxruntime-rust": "ort-rust"}
-HEAT_COLUMNS = 15  # model × shape columns per heatmap table: 15 of ~58 px plus the runtime column fit 1240 px
+HEAT_COLUMNS = 18  # model × shape columns per heatmap table: 18 of ~60 px plus the runtime column fit 1240 px
 
 
 class Raw(str):
@@ -372,24 +372,52 @@ def heatmap_html(all_verdicts: list[Verdict]) -> str:
     return "\n".join(parts)
 
 
+def _short(runtime: str) -> str:
+    return SHORT.get(runtime, runtime)
+
+
+def headline_table(heads: list) -> str:
+    """One row per model (and scenario; and bench when there are several), one column per precision: each setup's
+    verdict in a sentence, so the first screen holds every model's answer and still leaves room for the grid."""
+    benches = {(h.setup.device, h.setup.threads, h.setup.machine) for h in heads}
+    precisions = sorted({h.setup.precision for h in heads}, key=precision_rank)
+    rows: dict[tuple, dict[str, object]] = {}
+    for h in heads:
+        s = h.setup
+        key = (s.model, s.source, s.weights, s.scenario) + ((s.machine, s.device, s.threads) if len(benches) > 1
+                                                          else ())
+        rows.setdefault(key, {})[s.precision] = h
+    head = "".join(f"<th>{_e(p)}</th>" for p in precisions)
+    body = []
+    for key, by_precision in rows.items():
+        model, source, weights, scenario = key[:4]
+        label = f"{model.split('/')[-1]} ({source}, weights {weights})" + (
+            f", {scenario}" if scenario != "latency" else "")
+        if len(key) > 4:
+            label += f" — {key[5]}, {key[6]} thr, {key[4].label}"
+        tds = "".join(f'<td class="wrap">{_e(headline_sentence(by_precision[p], _short))}</td>'
+                      if p in by_precision else "<td></td>" for p in precisions)
+        body.append(f'<tr><td class="wrap"><b>{_e(label)}</b></td>{tds}</tr>')
+    return (f'<div class="fit"><table class="headlines"><thead><tr><th>model</th>{head}</tr></thead><tbody>'
+            f'{"".join(body)}</tbody></table></div>')
+
+
 def verdict_section(all_verdicts: list[Verdict]) -> list[str]:
     """The verdicts: one line per model setup, the speedup grid, then every shape's sentence."""
     if not all_verdicts:
         return ['<section id="verdicts"><h2>Verdicts</h2>',
                 '<p class="note">No cell documents with forks: nothing to judge (flat rows carry no samples).</p>',
                 "</section>"]
-    parts = ['<section id="verdicts"><h2>Verdicts</h2>', '<ul class="headlines">']
-    heads = headlines(all_verdicts)
-    for h in heads:
-        parts.append(f"<li><b>{_e(h.setup.label)}, {_e(h.setup.scenario)}</b>: {_e(h.sentence)}</li>")
-    parts.append("</ul>")
+    parts = ['<section id="verdicts"><h2>Verdicts</h2>', headline_table(headlines(all_verdicts))]
     parts.append(heatmap_html(all_verdicts))
     parts.append(f'<p class="how">{_e(RULES)}</p>')
     by: dict[Setup, list[Verdict]] = defaultdict(list)
     for v in all_verdicts:
         by[v.setup].append(v)
+    heads = {h.setup: h for h in headlines(all_verdicts)}
     for setup, group in by.items():
         parts.append(f"<h3>{_e(setup.label)}, {_e(setup.scenario)}</h3>")
+        parts.append(f'<p class="how">{_e(heads[setup].sentence)}</p>')
         rows = "".join(f'<tr data-cells="{_e(" ".join(e.cell_id or "" for e in v.entries))}"><td class="shape">'
                        f'{_e(v.shape.label)}</td><td class="wrap verdict">{_e(v.sentence)}</td></tr>' for v in group)
         parts.append(f'<div class="fit"><table class="verdicts"><thead><tr><th>shape</th><th>verdict</th></tr>'
@@ -474,7 +502,7 @@ def render_html(cells: list[dict], profile: dict | None = None, title: str = "em
         return "\n".join(parts) + "\n"
     parts += verdict_section(all_verdicts)
     parts += models_section(cells, all_verdicts)
-    caption = plots.caption(rows)
+    caption = plots.caption([r for r in rows if r["status"] == "ok"])  # what the figures draw
     parts += ['<section id="latency"><h2>Scaling</h2>',
               '<p class="how">Where each runtime\'s cost grows: latency against sequence length at the smallest batch '
               '(attention\'s share of the FLOPs under each length) and against batch at one length.</p>',
@@ -574,7 +602,7 @@ def render_markdown(cells: list[dict], profile: dict | None = None, figures: dic
     parts += models_lines(cells, all_verdicts)
     if figures:
         parts += ["## Figures", ""]
-        caption = plots.caption(rows)
+        caption = plots.caption([r for r in rows if r["status"] == "ok"])
         for name, label in FIGURE_FILES:
             if name in figures:
                 parts += [f"![{label} — {caption}]({figures[name]})", ""]

@@ -207,7 +207,8 @@ def model_rows(cells: list[dict], all_verdicts: list[Verdict] | None = None) -> 
             row.disk_mb = min(sizes) / 2**20 if sizes else None
             if head and head.best:
                 row.best, row.best_wins = head.best, f"{head.wins[head.best]} of {head.shapes}"
-            rows.append(row)
+            if any((row.latency, row.batch_items, row.corpus_items, row.peak_rss)):
+                rows.append(row)  # a setup whose cells all failed or were skipped is in the verdicts, not here
     return rows
 
 

@@ -12,7 +12,7 @@ import math
 import re
 from collections import defaultdict
 
-from embedperf.report.groups import CORPUS_ORDER, MODALITY_ORDER, RUNTIME_ORDER
+from embedperf.report.groups import CORPUS_ORDER, MODALITY_ORDER, RUNTIME_ORDER, precision_rank, runtime_rank
 from embedperf.report.markdown import multimodal_models
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
@@ -68,23 +68,39 @@ def _latency(rows):
 
 
 def _groups(rows):
-    """Rows by (model, source, precision, device, threads, tower, scenario): one setup per panel."""
+    """Rows by (model, source, device, threads, machine, tower, scenario): one panel each. Precisions share a panel
+    as separate lines or bars (against the same fp32 reference they are compared with); machines never do."""
     out = defaultdict(list)
     for r in rows:
-        out[(r["model"], r["source"], r["precision"], r["device"], r["threads"], r.get("modality") or "text",
+        out[(r["model"], r["source"], r["device"], r["threads"], r.get("machine") or "", r.get("modality") or "text",
              r.get("scenario") or "latency")].append(r)
     return dict(sorted(out.items(), key=lambda kv: (tuple(str(x) for x in kv[0][:5]),
                                                     MODALITY_ORDER.get(kv[0][5], 9), kv[0][6] != "latency")))
 
 
-def _title(key, multimodal: set[str] = frozenset()) -> str:
-    model, source, precision, device, threads, modality, scenario = key
-    text = f"{model.split('/')[-1]} ({source}), {precision}, {device}, {threads} thr"
+def _title(key, group: list[dict], multimodal: set[str] = frozenset()) -> str:
+    model, source, device, threads, _machine, modality, scenario = key
+    precisions = ", ".join(sorted({r["precision"] for r in group}, key=precision_rank))
+    text = f"{model.split('/')[-1]} ({source}), {precisions}, {device}, {threads} thr"
     if model in multimodal or modality != "text":
         text += f", {modality} tower"
     if scenario != "latency":
         text += f", {scenario}"
     return text
+
+
+PRECISION_STYLE = {"fp32": "-", "bf16": "--", "fp16": "-.", "int8": ":"}
+HATCH = {"fp32": "", "bf16": "//", "fp16": "\\\\", "int8": ".."}
+
+
+def _series(rows: list[dict]) -> list[tuple[str, str]]:
+    """(runtime, precision) pairs in the report's order."""
+    return sorted({(r["runtime"], r["precision"]) for r in rows}, key=lambda s: (precision_rank(s[1]),
+                                                                                  runtime_rank(s[0])))
+
+
+def _label(series: tuple[str, str], multi: bool) -> str:
+    return f"{series[0]} {series[1]}" if multi else series[0]
 
 
 def _panels(plt, n: int, width: float = 5.2, height: float = 3.4):
@@ -103,7 +119,7 @@ def caption(rows: list[dict]) -> str:
     """What every figure must say: machine, threads, precision, weights real or random (and from where)."""
     machines = sorted({r["machine"] for r in rows if r.get("machine")})
     threads = sorted({r["threads"] for r in rows if r.get("threads") is not None})
-    precisions = sorted({r["precision"] for r in rows if r.get("precision")})
+    precisions = sorted({r["precision"] for r in rows if r.get("precision")}, key=precision_rank)
     devices = sorted({r["device"] for r in rows if r.get("device")})
     weights = sorted({f"{r.get('weights') or '?'} ({r['source']})" for r in rows if r.get("source")})
     parts = ["; ".join(machines) if machines else "machine not recorded",
@@ -138,6 +154,14 @@ def _fixed(group: list[dict], x: str) -> int | None:
     return max(usable, key=lambda o: (counts[o], -abs(o - 128)))
 
 
+def _log_ticks(ax) -> None:
+    """Labels at 1, 2 and 5 of every decade: a log axis spanning less than a decade otherwise shows one label."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
 def attention_share(r: dict) -> float | None:
     """Attention's share (QKᵀ and scores·V) of a cell's matmul FLOPs, from its work breakdown."""
     b = r.get("flops_breakdown")
@@ -163,15 +187,19 @@ def latency_plot(rows: list[dict], x: str, name: str) -> str | None:
     plt = _plt()
     fig, axes = _panels(plt, len(groups))
     runtimes = runtime_order(r["runtime"] for r in rows)
+    multi = len({r["precision"] for r in rows}) > 1
     for ax, (key, (fixed, group)) in zip(axes, groups.items()):
-        for rt in runtime_order(r["runtime"] for r in group):
-            pts = sorted((r[x], r["median_ms"], r["ci_low_ms"], r["ci_high_ms"]) for r in group if r["runtime"] == rt)
+        for rt, precision in _series(group):
+            pts = sorted((r[x], r["median_ms"], r["ci_low_ms"], r["ci_high_ms"]) for r in group
+                         if r["runtime"] == rt and r["precision"] == precision)
             xs, ys = [p[0] for p in pts], [p[1] for p in pts]
             lo = [max(p[1] - (p[2] if p[2] is not None else p[1]), 0) for p in pts]
             hi = [max((p[3] if p[3] is not None else p[1]) - p[1], 0) for p in pts]
             i = runtimes.index(rt)
-            ax.errorbar(xs, ys, yerr=[lo, hi], color=color_of(rt, runtimes), linestyle=LINESTYLES[i % 2],
-                        marker=MARKERS[i % len(MARKERS)], markersize=4, capsize=2, linewidth=1.3, label=rt)
+            ax.errorbar(xs, ys, yerr=[lo, hi], color=color_of(rt, runtimes),
+                        linestyle=PRECISION_STYLE.get(precision, "-") if multi else LINESTYLES[i % 2],
+                        marker=MARKERS[i % len(MARKERS)], markersize=4, capsize=2, linewidth=1.3,
+                        label=_label((rt, precision), multi))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ticks = sorted({r[x] for r in group})
@@ -183,8 +211,9 @@ def latency_plot(rows: list[dict], x: str, name: str) -> str | None:
             ax.set_xticks(ticks, [str(t) for t in ticks])
             ax.set_xlabel(f"{x} (log)")
         ax.minorticks_off()
+        _log_ticks(ax)
         ax.set_ylabel("median latency, ms (log)")
-        title = f"{_title(key, multimodal)}\n{other} {fixed}"
+        title = f"{_title(key, group, multimodal)}\n{other} {fixed}"
         if x == "batch" and shares:
             title += f", attention {next(iter(shares.values())):.0%} of FLOPs"
         ax.set_title(title, fontsize=9)
@@ -220,20 +249,23 @@ def _bars(rows, field, ylabel, title, name, category, label, xlabel) -> str | No
     plt = _plt()
     fig, axes = _panels(plt, len(groups), width=6.0)
     runtimes = runtime_order(r["runtime"] for r in rows)
+    multi = len({r["precision"] for r in rows}) > 1
     for ax, (key, group) in zip(axes, groups.items()):
         cats = sorted({category(r) for r in group})
-        rts = runtime_order(r["runtime"] for r in group)
-        width = 0.8 / len(rts)
+        series = _series(group)
+        width = 0.8 / len(series)
         values = []
-        for j, rt in enumerate(rts):
+        for j, (rt, precision) in enumerate(series):
             xs, ys = [], []
             for i, cat in enumerate(cats):
-                hit = [r[field] for r in group if r["runtime"] == rt and category(r) == cat]
+                hit = [r[field] for r in group if r["runtime"] == rt and r["precision"] == precision
+                       and category(r) == cat]
                 if hit:
                     xs.append(i - 0.4 + width * (j + 0.5))
                     ys.append(hit[0])
             values += ys
-            ax.bar(xs, ys, width=width, color=color_of(rt, runtimes), label=rt)
+            ax.bar(xs, ys, width=width, color=color_of(rt, runtimes), label=_label((rt, precision), multi),
+                   hatch=HATCH.get(precision, "") if multi else "", edgecolor="white" if multi else None)
         ax.set_xticks(range(len(cats)), [label(c) for c in cats])
         ax.set_xlabel(xlabel)
         if values and min(values) > 0 and max(values) / min(values) > 100:
@@ -242,8 +274,8 @@ def _bars(rows, field, ylabel, title, name, category, label, xlabel) -> str | No
         else:
             ylabel_ = ylabel
         ax.set_ylabel(ylabel_)
-        ax.set_title(_title(key, multimodal), fontsize=9)
-    _legend(fig, axes, min(len(runtimes), 6))
+        ax.set_title(_title(key, group, multimodal), fontsize=9)
+    _legend(fig, axes, min(len(_series(rows)), 6))
     fig.suptitle(f"{title}\n{caption(rows)}", fontsize=9)
     return to_svg(fig, name)
 
@@ -258,18 +290,23 @@ def memory_plot(rows: list[dict], name: str = "memory") -> str | None:
     multimodal = multimodal_models(rows)
     plt = _plt()
     fig, axes = _panels(plt, len(groups), width=6.0)
+    multi = len({r["precision"] for r in rows}) > 1
     for ax, (key, group) in zip(axes, groups.items()):
-        rts = runtime_order(r["runtime"] for r in group)
-        peak = [max(r["peak_rss_mb"] for r in group if r["runtime"] == rt) for rt in rts]
-        loop = [max((r["loop_peak_rss_mb"] or 0) for r in group if r["runtime"] == rt) for rt in rts]
-        disk = [max((r.get("size_on_disk_bytes") or 0) for r in group if r["runtime"] == rt) / 2**20 for rt in rts]
-        xs = list(range(len(rts)))
+        series = _series(group)
+
+        def of(s, field):
+            return [r.get(field) or 0 for r in group if (r["runtime"], r["precision"]) == s]
+
+        peak = [max(of(s, "peak_rss_mb")) for s in series]
+        loop = [max(of(s, "loop_peak_rss_mb")) for s in series]
+        disk = [max(of(s, "size_on_disk_bytes")) / 2**20 for s in series]
+        xs = list(range(len(series)))
         ax.bar([x - 0.27 for x in xs], peak, width=0.27, color="#1f77b4", label="peak RSS (process)")
         ax.bar(xs, loop, width=0.27, color="#ff7f0e", label="peak RSS (timed loop)")
         ax.bar([x + 0.27 for x in xs], disk, width=0.27, color="#2ca02c", label="size on disk (loaded files)")
-        ax.set_xticks(xs, rts, rotation=20, ha="right")
+        ax.set_xticks(xs, [_label(s, multi) for s in series], rotation=20, ha="right")
         ax.set_ylabel("MB")
-        ax.set_title(_title(key, multimodal), fontsize=9)
+        ax.set_title(_title(key, group, multimodal), fontsize=9)
     _legend(fig, axes, 3)
     fig.suptitle(f"Memory: peak resident set size (VmHWM) and size on disk\n{caption(rows)}", fontsize=9)
     return to_svg(fig, name)

@@ -340,22 +340,28 @@ def headlines(all_verdicts: list[Verdict]) -> list[Headline]:
     return out
 
 
-def headline_sentence(h: Headline) -> str:
+def headline_sentence(h: Headline, names=None) -> str:
+    """The setup in one sentence; `names` shortens runtime names (the page's grid uses ort-rust and the like)."""
+    name = names or (lambda rt: rt)
     measured = h.shapes
     if h.best is None:
+        reasons = {reason for _, _, _, reason in h.not_ok}
         text = f"no runtime measured any of {measured} shape(s)"
+        if h.not_ok and len(reasons) == 1:
+            statuses = {s for _, _, s, _ in h.not_ok}
+            return _capital(f"every cell {'/'.join(sorted(statuses))}: {reasons.pop() or 'no reason given'}") + "."
     else:
-        text = f"{h.best} fastest or tied at {h.wins[h.best]} of {measured} shape(s)"
+        text = f"{name(h.best)} fastest or tied at {h.wins[h.best]} of {measured} shape(s)"
         if h.speedups:
             lo, hi = min(r.ratio for r in h.speedups), max(r.ratio for r in h.speedups)
             span = f"{fmt_ratio(lo)}×" if fmt_ratio(lo) == fmt_ratio(hi) else f"{fmt_ratio(lo)}–{fmt_ratio(hi)}×"
             text += f", {span} the speed of torch {BASELINE[1]}"
-        others = [f"{rt} {n}" for rt, n in h.wins.most_common() if rt != h.best]
+        others = [f"{name(rt)} {n}" for rt, n in h.wins.most_common() if rt != h.best]
         if others:
             text += f" (also fastest or tied: {', '.join(others)})"
     if h.leanest:
         rt, n = max(h.leanest.items(), key=lambda kv: (kv[1], -_order(kv[0])))
-        text += f"; leanest {rt} ({n} of {measured})"
+        text += f"; leanest {name(rt)} ({n} of {measured})"
     if h.not_ok:
         counts = Counter(s for _, _, s, _ in h.not_ok)
         text += "; " + ", ".join(f"{n} cell(s) {s}" for s, n in sorted(counts.items()))
