@@ -217,7 +217,7 @@ def everything() -> list[dict]:
 
 
 FIGURES = {"latency-batch", "latency-seq", "throughput", "throughput-scenario", "memory", "roofline"}
-SECTIONS = ["verdicts", "models", "latency", "matrix", "throughput", "throughput-scenario", "multimodal", "memory",
+SECTIONS = ["verdicts", "latency", "matrix", "throughput", "throughput-scenario", "multimodal", "memory",
             "parity", "roofline", "warnings"]
 
 

@@ -128,7 +128,7 @@ def model_table_rows(rows: list[ModelRow], pick=pick_text) -> tuple[list[tuple[s
         body.append(("ok", [r.label, f"{s.source}, {s.precision}, {s.device}, {s.threads} thr", _params(r.parameters),
                             r.output_dim if r.output_dim is not None else "–", pick(r.latency, "ms", "1×128"),
                             pick(r.batch_items, ".1f", "32×128"), pick(r.corpus_items, ".1f", ""),
-                            pick(r.peak_rss, ".0f", None), f"{r.disk_mb:.1f}" if r.disk_mb is not None else "–",
+                            pick(r.peak_rss, ".0f", "1×128"), f"{r.disk_mb:.1f}" if r.disk_mb is not None else "–",
                             f"{r.best} ({r.best_wins} shapes)" if r.best else "–"]))
     return headers, body
 

@@ -435,7 +435,7 @@ def models_section(cells: list[dict], all_verdicts: list[Verdict]) -> list[str]:
         return []
     headers, body = model_table_rows(rows, _pick_html)
     parts = ['<section id="models"><h2>Models side by side</h2>',
-             '<p class="how">Each figure is the fastest runtime\'s at that shape (named in brackets); peak RSS is the '
+             '<p class="how">Each figure is the fastest runtime\'s at that shape (named under it); peak RSS is the '
              'leanest runtime\'s at 1×128 (towers: batch 1); disk MB the smallest artifact a runtime loads; best '
              'runtime = fastest or tied at the most shapes. Multimodal models: one row per tower at its fixed '
              'length.</p>', _table(headers, body, wrap=("setup", "best runtime", "latency 1×128 ms",

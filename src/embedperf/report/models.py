@@ -12,11 +12,11 @@ must share precision, device, threads and machine.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
-from embedperf.measure.stats import ratio_ci
 from embedperf.report.groups import Setup, Shape, by_setup, is_document, newest
-from embedperf.report.verdicts import MEMORY_BAND, TIE_BAND, Ratio, Verdict, headlines, verdicts
+from embedperf.report.verdicts import MEMORY_BAND, TIE_BAND, Ratio, Verdict, cell_ratio, headlines, verdicts
 from embedperf.results.store import fork_series
 
 GEMMA = "google/embeddinggemma-300m"
@@ -110,18 +110,23 @@ def _ok(doc: dict | None) -> bool:
         (doc.get("summary") or {}).get("median_ms") is not None
 
 
-def _find(shapes: dict[Shape, dict[str, dict]], modality: str, batch: int,
-          seq: int | None) -> tuple[Shape, dict] | None:
-    for shape, runtimes in shapes.items():
-        if shape.order or shape.truncate_dim or shape.modality != modality or shape.batch != batch:
-            continue
+def _find(shapes: dict[Shape, dict[str, dict]], modality: str, batch: int, seq: int | None,
+          nearest: bool = False) -> tuple[Shape, dict] | None:
+    """The shape at this batch and length; with `nearest`, else the length closest to it (log scale) at this batch
+    (the comparison table then says which shape its figure is from)."""
+    candidates = [(shape, runtimes) for shape, runtimes in shapes.items()
+                  if not shape.order and not shape.truncate_dim and shape.modality == modality
+                  and shape.batch == batch]
+    for shape, runtimes in candidates:
         if seq is None or shape.seq == seq:
             return shape, runtimes
+    if nearest and candidates and seq:
+        return min(candidates, key=lambda c: (abs(math.log(c[0].seq / seq)), -c[0].seq))
     return None
 
 
-def _fastest(shapes, modality, batch, seq) -> Pick | None:
-    found = _find(shapes, modality, batch, seq)
+def _fastest(shapes, modality, batch, seq, nearest: bool = False) -> Pick | None:
+    found = _find(shapes, modality, batch, seq, nearest)
     if not found:
         return None
     shape, runtimes = found
@@ -146,8 +151,8 @@ def _items(pick: Pick | None) -> Pick | None:
     return Pick(ips, pick.runtime, pick.shape, pick.doc) if ips is not None else None
 
 
-def _leanest(shapes, modality, batch, seq) -> Pick | None:
-    found = _find(shapes, modality, batch, seq)
+def _leanest(shapes, modality, batch, seq, nearest: bool = False) -> Pick | None:
+    found = _find(shapes, modality, batch, seq, nearest)
     if not found:
         return None
     shape, runtimes = found
@@ -194,13 +199,16 @@ def model_rows(cells: list[dict], all_verdicts: list[Verdict] | None = None) -> 
             modality = tower or "text"
             seq = _tower_seq(setup, modality, shapes) if tower else LATENCY_SHAPE[1]
             row = ModelRow(setup, tower, params, dim)
-            row.latency = _fastest(shapes, modality, LATENCY_SHAPE[0], seq)
+            row.latency = _fastest(shapes, modality, LATENCY_SHAPE[0], seq, nearest=True)
             at = seq if tower else BATCH_SHAPE[1]
             row.batch_items = _items(_fastest(shapes, modality, BATCH_SHAPE[0], at))
             if row.batch_items is None and _largest_batch(shapes, modality, at):
                 row.batch_items = _items(_fastest(shapes, modality, _largest_batch(shapes, modality, at), at))
+            if row.batch_items is None and _largest_batch(shapes, modality, None):
+                row.batch_items = _items(_fastest(shapes, modality, _largest_batch(shapes, modality, None), at,
+                                                  nearest=True))
             row.corpus_items = None if tower else corpus_pick
-            row.peak_rss = _leanest(shapes, modality, LATENCY_SHAPE[0], seq)
+            row.peak_rss = _leanest(shapes, modality, LATENCY_SHAPE[0], seq, nearest=True)
             sizes = [(d.get("model") or {}).get("size_on_disk_bytes") for sh, rts in shapes.items()
                      if sh.modality == modality for d in rts.values()]
             sizes = [s for s in sizes if s]
@@ -296,7 +304,7 @@ def _name(model: str, pick: Pick) -> str:
 
 def _slower_by(a: Pick, b: Pick) -> Ratio:
     """time(b) / time(a) with its CI: above 1 means a is faster."""
-    return Ratio(*ratio_ci(fork_series(b.doc), fork_series(a.doc)))
+    return cell_ratio(b.doc, a.doc)
 
 
 def _faster(a_model: str, a: Pick | None, b_model: str, b: Pick | None, where: str) -> tuple[str, str]:
@@ -320,7 +328,7 @@ def _band(num_model: str, num: Pick | None, den_model: str, den: Pick | None, lo
     if num is None or den is None:
         missing = num_model if num is None else den_model
         return "not checkable", f"no ok cell of {missing.split('/')[-1]} at {where}"
-    r = Ratio(*ratio_ci(fork_series(num.doc), fork_series(den.doc)))
+    r = cell_ratio(num.doc, den.doc)
     if low <= r.low and r.high <= high:
         status = "held"
     elif r.high < low or r.low > high:

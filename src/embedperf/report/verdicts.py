@@ -140,17 +140,25 @@ def _fork_peaks(doc: dict) -> tuple[float, float] | None:
     return (min(peaks), max(peaks)) if peaks else None
 
 
-class _Ratios:
-    """ratio_ci of two cells, each pair computed once (the bootstrap costs tens of ms to seconds)."""
+_RATIOS: dict[tuple, "Ratio"] = {}
 
-    def __init__(self) -> None:
-        self._seen: dict[tuple[int, int], Ratio] = {}
 
-    def __call__(self, num: dict, den: dict) -> Ratio:
-        key = (id(num), id(den))
-        if key not in self._seen:
-            self._seen[key] = Ratio(*ratio_ci(fork_series(num), fork_series(den)))
-        return self._seen[key]
+def _identity(doc: dict) -> tuple:
+    """What names one stored cell document for the memo below: its run, id and creation time, and its figures (so
+    two documents that share ids but not samples, as hand-made ones can, never share a ratio)."""
+    summary = doc.get("summary") or {}
+    return (doc.get("run_id"), doc.get("cell_id"), doc.get("created"), summary.get("n"), summary.get("median_ms"),
+            summary.get("ci_low_ms"), summary.get("ci_high_ms"), summary.get("mean_ms"))
+
+
+def cell_ratio(num: dict, den: dict) -> Ratio:
+    """time(num) / time(den) with its 95% CI: `measure.stats.ratio_ci` of the two cells' fork series, computed once
+    per pair in this process (a report asks for the same pairs in its verdicts, heatmap, Markdown and HTML, and
+    each bootstrap costs tens of ms to seconds)."""
+    key = (_identity(num), _identity(den))
+    if key not in _RATIOS:
+        _RATIOS[key] = Ratio(*ratio_ci(fork_series(num), fork_series(den)))
+    return _RATIOS[key]
 
 
 def _competes(doc: dict) -> bool:
@@ -158,11 +166,9 @@ def _competes(doc: dict) -> bool:
             and (doc.get("summary") or {}).get("median_ms") is not None)
 
 
-def judge(setup: Setup, shape: Shape, cells: dict[str, dict], baseline: dict | None,
-          ratios: _Ratios | None = None) -> Verdict:
+def judge(setup: Setup, shape: Shape, cells: dict[str, dict], baseline: dict | None) -> Verdict:
     """The verdict of one setup at one shape. `cells`: runtime -> document; `baseline`: the torch fp32 document of
     the same model, shape, device, threads and machine (or None)."""
-    ratios = ratios or _Ratios()
     docs = {rt: d for rt, d in cells.items() if not rt.startswith("null")}
     entries = {rt: _entry(d) for rt, d in docs.items()}
     racing = {rt: d for rt, d in docs.items() if _competes(d)}
@@ -170,7 +176,7 @@ def judge(setup: Setup, shape: Shape, cells: dict[str, dict], baseline: dict | N
     for rt, d in racing.items():
         if base_ok:
             # the baseline against itself is 1 by definition (a bootstrap of a cell against itself says nothing)
-            entries[rt].speedup = Ratio(1.0, 1.0, 1.0) if d is baseline else ratios(baseline, d)
+            entries[rt].speedup = Ratio(1.0, 1.0, 1.0) if d is baseline else cell_ratio(baseline, d)
     fastest: list[str] = []
     if racing:
         best = min(racing, key=lambda rt: racing[rt]["summary"]["median_ms"])
@@ -179,7 +185,7 @@ def judge(setup: Setup, shape: Shape, cells: dict[str, dict], baseline: dict | N
         for rt, d in racing.items():
             if rt == best:
                 continue
-            r = ratios(d, racing[best])
+            r = cell_ratio(d, racing[best])
             entries[rt].vs_fastest = r
             if r.low <= 1 + TIE_BAND:
                 fastest.append(rt)
@@ -272,10 +278,11 @@ def sentence(v: Verdict) -> str:
     return ". ".join(_capital(p) for p in parts) + "."
 
 
-def _capital(part: str) -> str:
+def _capital(part: str, names=None) -> str:
     """A sentence part with a capital, unless it starts with a runtime's name (names keep their spelling)."""
     first = part.split(" ", 1)[0].rstrip(",")
-    return part if first in RUNTIME_ORDER or first.startswith("null") else part[0].upper() + part[1:]
+    known = set(RUNTIME_ORDER) | ({names(rt) for rt in RUNTIME_ORDER} if names else set())
+    return part if first in known or first.startswith("null") else part[0].upper() + part[1:]
 
 
 def accuracy_words(acc: dict) -> str:
@@ -296,7 +303,6 @@ def verdicts(cells: list[dict]) -> list[Verdict]:
     """Every setup × shape's verdict, from cell documents (flat rows carry no forks and are left out)."""
     docs, _ = newest([c for c in cells if is_document(c)])
     groups = by_setup(docs)
-    ratios = _Ratios()
     out = []
     for setup, shapes in groups.items():
         base_shapes = groups.get(setup.baseline(), {})
@@ -304,7 +310,7 @@ def verdicts(cells: list[dict]) -> list[Verdict]:
             baseline = base_shapes.get(shape, {}).get(BASELINE[0])
             if set(runtimes) <= {"null", "null-rust", "null-cpp"}:
                 continue
-            out.append(judge(setup, shape, runtimes, baseline, ratios))
+            out.append(judge(setup, shape, runtimes, baseline))
     return out
 
 
@@ -349,7 +355,8 @@ def headline_sentence(h: Headline, names=None) -> str:
         text = f"no runtime measured any of {measured} shape(s)"
         if h.not_ok and len(reasons) == 1:
             statuses = {s for _, _, s, _ in h.not_ok}
-            return _capital(f"every cell {'/'.join(sorted(statuses))}: {reasons.pop() or 'no reason given'}") + "."
+            why = reasons.pop() or "no reason given"
+            return _capital(f"every cell {'/'.join(sorted(statuses))}: {why}", names) + "."
     else:
         text = f"{name(h.best)} fastest or tied at {h.wins[h.best]} of {measured} shape(s)"
         if h.speedups:
@@ -365,7 +372,7 @@ def headline_sentence(h: Headline, names=None) -> str:
     if h.not_ok:
         counts = Counter(s for _, _, s, _ in h.not_ok)
         text += "; " + ", ".join(f"{n} cell(s) {s}" for s, n in sorted(counts.items()))
-    return _capital(text) + "."
+    return _capital(text, names) + "."
 
 
 def heatmap(all_verdicts: list[Verdict]) -> list[dict]:
