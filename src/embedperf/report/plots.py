@@ -155,10 +155,13 @@ def _fixed(group: list[dict], x: str) -> int | None:
 
 
 def _log_ticks(ax) -> None:
-    """Labels at 1, 2 and 5 of every decade: a log axis spanning less than a decade otherwise shows one label."""
+    """Labels at 1, 2 and 5 of every decade (only at 1 past three decades): a log axis spanning less than a decade
+    otherwise shows one label or none."""
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    low, high = ax.get_ylim()
+    wide = low > 0 and math.log10(high / low) > 3
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
 
 
