@@ -373,22 +373,26 @@ def compare(
 
 @app.command(epilog=EXIT_CODES_HELP)
 def report(
-    dirs: list[Path] = typer.Argument(..., help="Run folders or results roots."),
-    format: str = typer.Option("markdown", "--format", "-f", help="markdown or json."),
+    dirs: list[Path] = typer.Argument(..., help="Run folders or results roots (several: compared side by side, "
+                                      "setups kept apart)."),
+    format: str = typer.Option("markdown", "--format", "-f", help="markdown (verdicts, then the tables), json "
+                               "(the flat cell list) or verdicts-json (verdicts, model table, expectations)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write one self-contained HTML report (figures "
                                         "inlined, nothing loaded) to this file."),
     markdown_out: Optional[Path] = typer.Option(None, "--markdown-out", help="Also write the full Markdown report "
-                                                "(matrix, parity, work, warnings) to this file."),
+                                                "(verdicts, models, matrix, parity, work, warnings) to this file, "
+                                                "its figures as SVG files in <name>-figures/ beside it."),
 ) -> None:
-    """Print the table of stored results (Markdown) or the cells as a JSON list.
+    """Print the verdicts and tables of stored results (Markdown), or the cells or verdicts as JSON.
 
     Exit 5 when the folders hold no cells.
     """
     from embedperf.report.markdown import overhead_lines, table
     from embedperf.results.store import flatten
 
-    if format not in ("markdown", "json"):
-        raise SpecError(f"unknown format {format!r}; choose from: markdown, json")
+    formats = ("markdown", "json", "verdicts-json")
+    if format not in formats:
+        raise SpecError(f"unknown format {format!r}; choose from: {', '.join(formats)}")
     for out in (html, markdown_out):
         if out is not None and out.exists() and out.is_dir():
             raise SpecError(f"{out} is a folder: give a file name")
@@ -412,6 +416,17 @@ def report(
     if format == "json":
         print(json.dumps([flatten(c) for c in cells], indent=1))
         return
+    if format == "verdicts-json":
+        from embedperf.report.verdicts import to_json
+
+        print(json.dumps(to_json(cells), indent=1))
+        return
+    from embedperf.report.front import verdict_lines
+    from embedperf.report.verdicts import verdicts
+
+    judged = verdicts(cells)
+    if judged:
+        print("\n".join(verdict_lines(judged)))
     print(table(cells))
     overhead = overhead_lines(cells)
     if overhead:

@@ -195,3 +195,59 @@ def inspect_page(binary: str, page: Path, workdir: Path, screenshot: Path, width
     requests = [e["params"]["request"]["url"] for e in events if e.get("method") == "Network.requestWillBeSent"]
     return {**info, "errors": errors, "failed_requests": failed, "requests": requests,
             "screenshot": str(screenshot)}
+
+
+LAYOUT_JS = """
+(() => {
+  const wide = [...document.querySelectorAll('div.fit')].filter(d => d.scrollWidth > d.clientWidth + 1)
+    .map(d => ({id: (d.closest('section') || {}).id || '', width: d.scrollWidth, room: d.clientWidth,
+                head: (d.querySelector('th') || {}).textContent || ''}));
+  const heat = document.querySelector('table.heat');
+  const firstHeat = heat ? heat.getBoundingClientRect().top + window.scrollY : null;
+  return {pageWidth: document.documentElement.scrollWidth, viewWidth: window.innerWidth, wide,
+          firstHeatTop: firstHeat, verdictsTop: (document.getElementById('verdicts') || {getBoundingClientRect: () => ({top: null})}).getBoundingClientRect().top};
+})()
+"""
+
+
+def screenshots(binary: str, page: Path, workdir: Path, shots: dict[str, str | None], width: int = 1366,
+                height: int = 768) -> dict:
+    """Viewport screenshots of `page` at a laptop's size: for each name, the screen that starts at the element
+    the CSS selector finds (None: the first screen). Returns the layout facts (tables wider than their room,
+    page wider than the window) and the PNG paths."""
+    import base64
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    browser = Chromium(binary, workdir / "profile", workdir / "chromium.log")
+    out: dict = {"png": {}}
+    try:
+        target = browser.call("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = browser.call("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Page", "Runtime"):
+            browser.call(f"{domain}.enable", {}, session)
+        browser.call("Emulation.setDeviceMetricsOverride",
+                     {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": False}, session)
+        browser.call("Page.navigate", {"url": page.resolve().as_uri()}, session)
+        browser.wait_event("Page.loadEventFired", session)
+        browser.drain(0.5)
+        out["layout"] = browser.call("Runtime.evaluate", {"expression": LAYOUT_JS, "returnByValue": True},
+                                     session)["result"]["value"]
+        for name, selector in shots.items():
+            top = 0
+            if selector:
+                js = f"(() => {{const e = document.querySelector({json.dumps(selector)}); " \
+                     f"return e ? e.getBoundingClientRect().top + window.scrollY : -1;}})()"
+                top = browser.call("Runtime.evaluate", {"expression": js, "returnByValue": True},
+                                   session)["result"]["value"]
+                if top < 0:
+                    raise CDPError(f"no element matches {selector}")
+            png = browser.call("Page.captureScreenshot",
+                               {"format": "png", "captureBeyondViewport": True,
+                                "clip": {"x": 0, "y": top, "width": width, "height": height, "scale": 1}},
+                               session)["data"]
+            path = workdir / f"{name}.png"
+            path.write_bytes(base64.b64decode(png))
+            out["png"][name] = str(path)
+    finally:
+        browser.close()
+    return out

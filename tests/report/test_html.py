@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import os
 import re
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import IN_CI, embedperf
-from chromium_cdp import find_chromium, inspect_page
+from chromium_cdp import find_chromium, inspect_page, screenshots
 
 from embedperf.report.html import render_markdown, write_html, write_markdown
 from embedperf.results.store import load_cells
@@ -21,7 +22,7 @@ PROFILE = {  # the shape load_or_calibrate returns; the figures only read these 
     "fingerprint": {"id": "0123456789abcdef", "cpu_model": "test CPU"}, "warnings": [],
 }
 FIGURES = {"latency-batch", "latency-seq", "throughput", "memory", "roofline"}
-SECTIONS = ["matrix", "latency", "throughput", "memory", "parity", "roofline", "warnings"]
+SECTIONS = ["verdicts", "models", "latency", "matrix", "throughput", "memory", "parity", "roofline", "warnings"]
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +61,16 @@ def test_html_is_one_self_contained_file(cells, tmp_path):
     for section in SECTIONS:
         assert f'<section id="{section}">' in text
     assert text.count("<svg") == len(FIGURES)
-    # every cell of the run is in the matrix table, with its runtime and shape
+    # every cell of the run is in the matrix tables, with its runtime, precision and shape
     for d in cells:
-        assert f"<td>{d['spec']['runtime']}</td><td>{d['spec']['batch']}×{d['spec']['seq']}</td>" in text
+        assert f"<td>{d['spec']['runtime']}</td><td>fp32</td><td>{d['spec']['batch']}×{d['spec']['seq']}</td>" in text
+    # every figure names the machine, threads, precision and weights
+    machine, threads = cells[0]["machine"]["cpu_model"], cells[0]["spec"]["threads"]["intra_op"]
+    captions = re.findall(r"<figcaption>([^<]+)</figcaption>", text)
+    assert len(captions) == len(FIGURES)
+    for caption in captions:
+        assert machine in html.unescape(caption) and f"{threads} thread(s)" in caption
+        assert "fp32" in caption and "weights random (tiny)" in caption
     # the ids of the five inlined SVGs never collide
     ids = re.findall(r'\sid="([^"]+)"', text)
     assert len(ids) == len(set(ids))
@@ -80,11 +88,18 @@ def test_roofline_is_optional(cells, tmp_path):
 def test_markdown_has_the_same_tables(cells, tmp_path):
     out = write_markdown(cells, tmp_path / "report.md", PROFILE)
     text = out.read_text()
-    assert text == render_markdown(cells, PROFILE)
-    for heading in ("| model | runtime | batch×seq | status | median ms |", "## Parity", "| min cosine |",
-                    "## Work and roofline", "| GFLOP per call |", "share of peak", "## Warnings"):
+    figures = {f.stem: f"report-figures/{f.name}" for f in (tmp_path / "report-figures").iterdir()}
+    assert set(figures) == FIGURES
+    assert text == render_markdown(cells, PROFILE, figures)
+    for name, link in figures.items():
+        assert f"]({link})" in text
+        assert (tmp_path / link).read_text().startswith("<svg")
+    for heading in ("## Verdicts", "## Models side by side", "| model | runtime | batch×seq | status | median ms |",
+                    "## Parity", "| min cosine |", "## Work and roofline", "| GFLOP per call |", "share of peak",
+                    "Warnings ("):
         assert heading in text
-    assert text.count("| bge-m3 |") == 12  # the matrix: one line per cell
+    assert text.index("## Verdicts") < text.index("## Models side by side") < text.index("## Matrix")
+    assert text.count("| bge-m3 |") == 12 + 1  # the matrix: one line per cell; the model table: one line
     assert "peak fp32 matmul 40.0 GFLOP/s" in text
 
 
@@ -167,3 +182,47 @@ def test_a_single_sequence_length_gets_a_note_not_a_flat_plot(cells, tmp_path):
     assert 'data-figure="latency-seq"' not in text
     assert "no setup has ok cells at two sequence lengths" in text
     assert 'data-figure="latency-batch"' in text
+
+
+def _chromium_or_skip() -> str:
+    binary = find_chromium()
+    if binary is None:
+        reason = ("chromium not found (Debian: apt-get install -y chromium; or set EMBEDPERF_CHROMIUM to a "
+                  "Chrome/Chromium binary)")
+        if IN_CI and os.environ.get("EMBEDPERF_REQUIRE_CHROMIUM"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return binary
+
+
+def test_the_first_screen_at_laptop_width_is_verdicts_and_the_speedup_grid(cells, tmp_path):
+    """At 1366×768 the first screen holds the verdicts and the speedup grid, and no table runs off the page."""
+    page = write_html(cells, tmp_path / "report.html", PROFILE)
+    out = artifacts_dir(tmp_path) / "laptop"
+    seen = screenshots(_chromium_or_skip(), page, out, {"first-screen": None, "matrix": "#matrix"})
+    layout = seen["layout"]
+    assert layout["wide"] == [], layout["wide"]  # every table fits its column: wrapped or grouped, not scrolled
+    assert layout["pageWidth"] <= layout["viewWidth"]
+    assert 0 < layout["verdictsTop"] < 768 and layout["firstHeatTop"] < 768
+    for png in seen["png"].values():
+        assert Path(png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_each_verdict_on_the_page_names_the_fastest_of_its_own_cells(cells, tmp_path):
+    """Each verdict row carries the ids of the cells it judged; the runtime its sentence calls fastest has the
+    lowest median of those cells, and every failed cell among them is named."""
+    text = write_html(cells, tmp_path / "report.html", PROFILE).read_text()
+    rows = re.findall(r'<tr data-cells="([^"]*)"><td class="shape">([^<]+)</td><td class="wrap verdict">([^<]+)</td>',
+                      text)
+    assert len(rows) == 4  # 2 batches x 2 lengths
+    by_id = {c["cell_id"]: c for c in cells}
+    for ids, shape, sentence in rows:
+        sentence = html.unescape(sentence)
+        judged = [by_id[i] for i in ids.split()]
+        assert {f"{c['spec']['batch']}×{c['spec']['seq']}" for c in judged} == {html.unescape(shape)}
+        ok = {c["spec"]["runtime"]: c["summary"]["median_ms"] for c in judged if c["status"] == "ok"}
+        fastest = min(ok, key=ok.get)
+        assert re.match(rf"{re.escape(fastest)}( is fastest|,| and )", sentence), sentence
+        for c in judged:
+            if c["status"] != "ok":
+                assert f"{c['spec']['runtime']} ({c['reason']})" in sentence

@@ -217,8 +217,8 @@ def everything() -> list[dict]:
 
 
 FIGURES = {"latency-batch", "latency-seq", "throughput", "throughput-scenario", "memory", "roofline"}
-SECTIONS = ["matrix", "latency", "throughput", "throughput-scenario", "multimodal", "memory", "parity", "roofline",
-            "warnings"]
+SECTIONS = ["verdicts", "latency", "matrix", "throughput", "throughput-scenario", "multimodal", "memory",
+            "parity", "roofline", "warnings"]
 
 
 def test_html_keeps_every_figure_with_throughput_and_multimodal_cells(tmp_path):

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+from embedperf.report.groups import (CORPUS_ORDER, MODALITY_ORDER, Machine, precision_rank, runtime_rank,
+                                     versions_line)
 from embedperf.results.store import flatten
 
-RUNTIME_ORDER = ["torch", "onnxruntime-python", "onnxruntime-cpp", "onnxruntime-rust", "candle", "openvino",
-                 "null", "null-rust", "null-cpp"]
-MODALITY_ORDER = {"text": 0, "image": 1}
-CORPUS_ORDER = {None: 0, "sorted": 1, "unsorted": 2}
 LANGUAGES = ("python", "rust", "cpp")
 
 
@@ -20,7 +18,7 @@ def _fmt(value, spec: str = ".2f", missing: str = "–") -> str:
 
 
 def _runtime_rank(name: str) -> int:
-    return RUNTIME_ORDER.index(name) if name in RUNTIME_ORDER else 99
+    return runtime_rank(name)
 
 
 def sort_key(row: dict):
@@ -47,8 +45,14 @@ def row_of(cell: dict) -> dict:
         "zero_shot_top1_agreement": zero_shot.get("top1_agreement"),
         "workload": cell["spec"].get("workload") or {},
         "harness_overhead_ns": cell.get("harness_overhead_ns"),
+        "machine": _machine_label(cell),
+        "flops_breakdown": (cell.get("work") or {}).get("flops_breakdown"),
     })
     return row
+
+
+def _machine_label(cell: dict) -> str:
+    return Machine.of(cell).label
 
 
 def multimodal_models(rows: list[dict]) -> set[str]:
@@ -259,28 +263,44 @@ def sections(rows: list[dict], level: str = "##") -> list[str]:
     return out
 
 
-def table(cells: list[dict], with_sections: bool = True) -> str:
-    """A Markdown table of cells, with a line above saying how the numbers were obtained.
+def _bench(r: dict) -> tuple:
+    """What one matrix table holds equal: precision, device, threads and machine (never mixed in one table)."""
+    return (precision_rank(r.get("precision") or "fp32"), r.get("precision") or "fp32", r.get("device") or "cpu",
+            r.get("threads") or 0, r.get("machine") or "")
 
-    With `with_sections`, the throughput and multimodal sections follow when such cells exist.
-    """
-    rows = rows_of(cells)
-    if not rows:
-        return "_no cells_\n"
-    lines = setup_lines(rows, bold=True)
-    lines.append("")
+
+def warning_notes(rows: list[dict]) -> dict[int, str]:
+    """id(row) -> its mark ("⚠1"), numbering the rows that carry warnings in table order."""
+    marks, n = {}, 0
+    for r in rows:
+        if r.get("warnings"):
+            n += 1
+            marks[id(r)] = f"⚠{n}"
+    return marks
+
+
+def _warning_text(w) -> str:
+    return w if isinstance(w, str) else w.get("message", str(w))
+
+
+def matrix_table(rows: list[dict], marks: dict[int, str] | None = None) -> list[str]:
+    """One Markdown matrix table of rows that share a bench; a run column when they come from several runs."""
+    marks = marks or {}
     gpu = any(r.get("gpu_peak_mb") is not None for r in rows)
-    lines.append("| model | runtime | batch×seq | status | median ms | 95% CI ms | p90 ms | CV | items/s | FLOPs | "
-                 "GFLOP/s | % peak | stop | load s | first call s | peak RSS MB | loop RSS MB | "
-                 + ("GPU peak MB | " if gpu else "") + "disk MB | min cos |")
-    lines.append("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|"
-                 + ("---:|" if gpu else "") + "---:|---:|")
+    runs = len({r.get("run_id") for r in rows}) > 1
+    lines = ["| model | runtime | batch×seq | status | " + ("run | " if runs else "")
+             + "median ms | 95% CI ms | p90 ms | CV | items/s | FLOPs | GFLOP/s | % peak | stop | load s | "
+             "first call s | peak RSS MB | loop RSS MB | " + ("GPU peak MB | " if gpu else "") + "disk MB | min cos |",
+             "|---|---|---|---|" + ("---|" if runs else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
+             "---:|---:|" + ("---:|" if gpu else "") + "---:|---:|"]
     for r in rows:
         ci = (f"{_fmt(r['ci_low_ms'], '.3f')}–{_fmt(r['ci_high_ms'], '.3f')}"
               if r["ci_low_ms"] is not None else "–")
+        status = _status(r) + (f" {marks[id(r)]}" if id(r) in marks else "")
         lines.append(
-            f"| {r['model'].split('/')[-1]} | {r['runtime']} | {r['shape']} | {_status(r)} | "
-            f"{_fmt(r['median_ms'], '.3f')} | {ci} | {_fmt(r['p90_ms'], '.3f')} | {_fmt(r['cv'], '.1%')} | "
+            f"| {r['model'].split('/')[-1]} | {r['runtime']} | {r['shape']} | {status} | "
+            + (f"{r.get('run_id') or '–'} | " if runs else "")
+            + f"{_fmt(r['median_ms'], '.3f')} | {ci} | {_fmt(r['p90_ms'], '.3f')} | {_fmt(r['cv'], '.1%')} | "
             f"{_fmt(r['items_per_s'], '.1f')} | {fmt_flops(r.get('flops'), bool(r.get('order')))} | "
             f"{_fmt(r.get('gflops'), '.2f')} | {_fmt(r.get('share_of_peak'), '.1%')} | {r.get('stop_rule') or '–'} | "
             f"{_fmt(r['load_s'], '.2f')} | {_fmt(r['first_call_s'], '.3f')} | "
@@ -288,10 +308,43 @@ def table(cells: list[dict], with_sections: bool = True) -> str:
             + (f"{_fmt(r.get('gpu_peak_mb'), '.0f')} | " if gpu else "")
             + f"{fmt_mb(r.get('size_on_disk_bytes'))} | {_fmt(r['min_cosine'], '.6f')} |"
         )
+    return lines
+
+
+def table(cells: list[dict], with_sections: bool = True) -> str:
+    """The Markdown matrix: one table per bench (precision, device, threads, machine), each cell's warnings marked
+    in its row (⚠n) and written out under the table, then the frameworks' versions.
+
+    With `with_sections`, the throughput and multimodal sections follow when such cells exist.
+    """
+    rows = rows_of(cells)
+    if not rows:
+        return "_no cells_\n"
+    lines = setup_lines(rows, bold=True)
+    benches: dict[tuple, list[dict]] = defaultdict(list)
+    for r in rows:
+        benches[_bench(r)].append(r)
+    marks = warning_notes([r for key in sorted(benches) for r in benches[key]])
+    for key in sorted(benches):
+        _, precision, device, threads, machine = key
+        lines.append("")
+        if len(benches) > 1:
+            lines += [f"**{precision}, {device}, {threads} thread(s)" + (f", {machine}" if machine else "") + "**", ""]
+        lines += matrix_table(benches[key], marks)
     if any(r.get("flops") for r in rows):
         lines += ["", "FLOPs: matmul FLOPs per call (/pass: per corpus pass); GFLOP/s at the median; % peak of "
                       "the calibrated fp32 matmul peak (– without a machine profile); stop: the rule that ended the "
                       "timed loop; disk MB: what the runtime loads from disk"]
+    noted = [r for key in sorted(benches) for r in benches[key] if id(r) in marks]
+    if noted:
+        lines += ["", f"Warnings ({sum(len(r['warnings']) for r in noted)} in {len(noted)} cell(s)):"]
+        for r in noted:
+            text = "; ".join(_warning_text(w) for w in r["warnings"])
+            lines.append(f"- {marks[id(r)]} {r['model'].split('/')[-1]} {r['runtime']} {r['shape']}"
+                         + (f" [{r['precision']}]" if len(benches) > 1 else "") + f": {text}")
+    versions = versions_line([c for c in cells if "schema" in c])
+    if versions:
+        lines += ["", versions]
     if with_sections:
         extra = sections(rows)
         if extra:

@@ -12,7 +12,8 @@ import math
 import re
 from collections import defaultdict
 
-from embedperf.report.markdown import CORPUS_ORDER, MODALITY_ORDER, RUNTIME_ORDER, multimodal_models
+from embedperf.report.groups import CORPUS_ORDER, MODALITY_ORDER, RUNTIME_ORDER, precision_rank, runtime_rank
+from embedperf.report.markdown import multimodal_models
 
 COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22",
           "#17becf"]
@@ -67,18 +68,20 @@ def _latency(rows):
 
 
 def _groups(rows):
-    """Rows by (model, source, precision, device, threads, tower, scenario): one setup per panel."""
+    """Rows by (model, source, device, threads, machine, tower, scenario): one panel each. Precisions share a panel
+    as separate lines or bars (against the same fp32 reference they are compared with); machines never do."""
     out = defaultdict(list)
     for r in rows:
-        out[(r["model"], r["source"], r["precision"], r["device"], r["threads"], r.get("modality") or "text",
+        out[(r["model"], r["source"], r["device"], r["threads"], r.get("machine") or "", r.get("modality") or "text",
              r.get("scenario") or "latency")].append(r)
     return dict(sorted(out.items(), key=lambda kv: (tuple(str(x) for x in kv[0][:5]),
                                                     MODALITY_ORDER.get(kv[0][5], 9), kv[0][6] != "latency")))
 
 
-def _title(key, multimodal: set[str] = frozenset()) -> str:
-    model, source, precision, device, threads, modality, scenario = key
-    text = f"{model.split('/')[-1]} ({source}), {precision}, {device}, {threads} thr"
+def _title(key, group: list[dict], multimodal: set[str] = frozenset()) -> str:
+    model, source, device, threads, _machine, modality, scenario = key
+    precisions = ", ".join(sorted({r["precision"] for r in group}, key=precision_rank))
+    text = f"{model.split('/')[-1]} ({source}), {precisions}, {device}, {threads} thr"
     if model in multimodal or modality != "text":
         text += f", {modality} tower"
     if scenario != "latency":
@@ -86,10 +89,25 @@ def _title(key, multimodal: set[str] = frozenset()) -> str:
     return text
 
 
+PRECISION_STYLE = {"fp32": "-", "bf16": "--", "fp16": "-.", "int8": ":"}
+HATCH = {"fp32": "", "bf16": "//", "fp16": "\\\\", "int8": ".."}
+
+
+def _series(rows: list[dict]) -> list[tuple[str, str]]:
+    """(runtime, precision) pairs in the report's order."""
+    return sorted({(r["runtime"], r["precision"]) for r in rows}, key=lambda s: (precision_rank(s[1]),
+                                                                                  runtime_rank(s[0])))
+
+
+def _label(series: tuple[str, str], multi: bool) -> str:
+    return f"{series[0]} {series[1]}" if multi else series[0]
+
+
 def _panels(plt, n: int, width: float = 5.2, height: float = 3.4):
     cols = min(n, 2)
     rows = math.ceil(n / cols)
-    # constrained layout keeps one row's tick labels clear of the next row's titles
+    # constrained layout keeps one row's tick labels clear of the next row's titles, and makes room for a legend
+    # placed outside the axes ("outside lower center"), so a legend never covers data
     fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False, layout="constrained")
     flat = [ax for row in axes for ax in row]
     for ax in flat[n:]:
@@ -97,42 +115,114 @@ def _panels(plt, n: int, width: float = 5.2, height: float = 3.4):
     return fig, flat[:n]
 
 
+def caption(rows: list[dict]) -> str:
+    """What every figure must say: machine, threads, precision, weights real or random (and from where)."""
+    machines = sorted({r["machine"] for r in rows if r.get("machine")})
+    threads = sorted({r["threads"] for r in rows if r.get("threads") is not None})
+    precisions = sorted({r["precision"] for r in rows if r.get("precision")}, key=precision_rank)
+    devices = sorted({r["device"] for r in rows if r.get("device")})
+    weights = sorted({f"{r.get('weights') or '?'} ({r['source']})" for r in rows if r.get("source")})
+    parts = ["; ".join(machines) if machines else "machine not recorded",
+             f"{', '.join(map(str, threads))} thread(s)" if threads else "threads not recorded",
+             ", ".join(devices), ", ".join(precisions), "weights " + ", ".join(weights)]
+    return "; ".join(p for p in parts if p)
+
+
+def _legend(fig, axes, ncol: int | None = None) -> None:
+    """One legend for the whole figure, under the panels and outside every axes; duplicates merged."""
+    handles, labels = [], []
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=ncol or min(len(labels), 4), fontsize=8,
+                   frameon=False)
+
+
+def _fixed(group: list[dict], x: str) -> int | None:
+    """The value the other dimension is held at: the smallest batch (seq plots) or the length nearest 128 that has
+    the most batch sizes (batch plots); None when no value has two points of x."""
+    other = "seq" if x == "batch" else "batch"
+    counts = {o: len({r[x] for r in group if r[other] == o}) for o in {r[other] for r in group}}
+    usable = [o for o, n in counts.items() if n >= 2]
+    if not usable:
+        return None
+    if x == "seq":
+        return min(usable)
+    return max(usable, key=lambda o: (counts[o], -abs(o - 128)))
+
+
+def _log_ticks(ax) -> None:
+    """Labels at 1, 2 and 5 of every decade (only at 1 past three decades): a log axis spanning less than a decade
+    otherwise shows one label or none."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    low, high = ax.get_ylim()
+    wide = low > 0 and math.log10(high / low) > 3
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0,) if wide else (1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+
+
+def attention_share(r: dict) -> float | None:
+    """Attention's share (QKᵀ and scores·V) of a cell's matmul FLOPs, from its work breakdown."""
+    b = r.get("flops_breakdown")
+    if not b or not r.get("flops"):
+        return None
+    return (b.get("attn_scores", 0) + b.get("attn_values", 0)) / r["flops"]
+
+
 def latency_plot(rows: list[dict], x: str, name: str) -> str | None:
-    """Median latency (with its 95% CI) against batch (x="batch") or seq (x="seq"), log–log, a line per runtime
-    and per value of the other dimension; None when no setup has two values of x."""
+    """Median latency (with its 95% CI) against seq (x="seq", at the smallest batch) or batch (x="batch", at one
+    length), log–log, one line per runtime and one panel per setup; None when no setup has two values of x.
+    Sequence ticks carry attention's share of the FLOPs, where each runtime's cost starts to grow faster."""
     other = "seq" if x == "batch" else "batch"
     rows = _latency(_ok(rows))
-    groups = {k: v for k, v in _groups(rows).items() if len({r[x] for r in v}) >= 2}
+    groups = {}
+    for key, group in _groups(rows).items():
+        fixed = _fixed(group, x)
+        if fixed is not None:
+            groups[key] = (fixed, [r for r in group if r[other] == fixed])
     if not groups:
         return None
     multimodal = multimodal_models(rows)
     plt = _plt()
     fig, axes = _panels(plt, len(groups))
     runtimes = runtime_order(r["runtime"] for r in rows)
-    for ax, (key, group) in zip(axes, groups.items()):
-        others = sorted({r[other] for r in group})
-        for rt in runtime_order(r["runtime"] for r in group):
-            for i, o in enumerate(others):
-                pts = sorted((r[x], r["median_ms"], r["ci_low_ms"], r["ci_high_ms"]) for r in group
-                             if r["runtime"] == rt and r[other] == o)
-                if not pts:
-                    continue
-                xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-                lo = [max(p[1] - (p[2] if p[2] is not None else p[1]), 0) for p in pts]
-                hi = [max((p[3] if p[3] is not None else p[1]) - p[1], 0) for p in pts]
-                ax.errorbar(xs, ys, yerr=[lo, hi], color=color_of(rt, runtimes),
-                            linestyle=LINESTYLES[i % len(LINESTYLES)], marker=MARKERS[i % len(MARKERS)],
-                            markersize=4, capsize=2, linewidth=1.3, label=f"{rt}, {other} {o}")
+    multi = len({r["precision"] for r in rows}) > 1
+    for ax, (key, (fixed, group)) in zip(axes, groups.items()):
+        for rt, precision in _series(group):
+            pts = sorted((r[x], r["median_ms"], r["ci_low_ms"], r["ci_high_ms"]) for r in group
+                         if r["runtime"] == rt and r["precision"] == precision)
+            xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+            lo = [max(p[1] - (p[2] if p[2] is not None else p[1]), 0) for p in pts]
+            hi = [max((p[3] if p[3] is not None else p[1]) - p[1], 0) for p in pts]
+            i = runtimes.index(rt)
+            ax.errorbar(xs, ys, yerr=[lo, hi], color=color_of(rt, runtimes),
+                        linestyle=PRECISION_STYLE.get(precision, "-") if multi else LINESTYLES[i % 2],
+                        marker=MARKERS[i % len(MARKERS)], markersize=4, capsize=2, linewidth=1.3,
+                        label=_label((rt, precision), multi))
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ticks = sorted({r[x] for r in group})
-        ax.set_xticks(ticks, [str(t) for t in ticks])
+        shares = {r[x]: attention_share(r) for r in group if attention_share(r) is not None}
+        if x == "seq" and shares:
+            ax.set_xticks(ticks, [f"{t}\n{shares[t]:.0%}" if t in shares else str(t) for t in ticks])
+            ax.set_xlabel("sequence length (log); below it attention's share of the FLOPs")
+        else:
+            ax.set_xticks(ticks, [str(t) for t in ticks])
+            ax.set_xlabel(f"{x} (log)")
         ax.minorticks_off()
-        ax.set_xlabel(f"{x} (log)")
+        _log_ticks(ax)
         ax.set_ylabel("median latency, ms (log)")
-        ax.set_title(_title(key, multimodal))
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Latency vs {x}: median, 95% bootstrap CI")
+        title = f"{_title(key, group, multimodal)}\n{other} {fixed}"
+        if x == "batch" and shares:
+            title += f", attention {next(iter(shares.values())):.0%} of FLOPs"
+        ax.set_title(title, fontsize=9)
+    _legend(fig, axes, min(len(runtimes), 6))
+    what = "sequence length" if x == "seq" else "batch"
+    fig.suptitle(f"Latency vs {what}: median, 95% bootstrap CI\n{caption(rows)}", fontsize=9)
     return to_svg(fig, name)
 
 
@@ -162,20 +252,23 @@ def _bars(rows, field, ylabel, title, name, category, label, xlabel) -> str | No
     plt = _plt()
     fig, axes = _panels(plt, len(groups), width=6.0)
     runtimes = runtime_order(r["runtime"] for r in rows)
+    multi = len({r["precision"] for r in rows}) > 1
     for ax, (key, group) in zip(axes, groups.items()):
         cats = sorted({category(r) for r in group})
-        rts = runtime_order(r["runtime"] for r in group)
-        width = 0.8 / len(rts)
+        series = _series(group)
+        width = 0.8 / len(series)
         values = []
-        for j, rt in enumerate(rts):
+        for j, (rt, precision) in enumerate(series):
             xs, ys = [], []
             for i, cat in enumerate(cats):
-                hit = [r[field] for r in group if r["runtime"] == rt and category(r) == cat]
+                hit = [r[field] for r in group if r["runtime"] == rt and r["precision"] == precision
+                       and category(r) == cat]
                 if hit:
                     xs.append(i - 0.4 + width * (j + 0.5))
                     ys.append(hit[0])
             values += ys
-            ax.bar(xs, ys, width=width, color=color_of(rt, runtimes), label=rt)
+            ax.bar(xs, ys, width=width, color=color_of(rt, runtimes), label=_label((rt, precision), multi),
+                   hatch=HATCH.get(precision, "") if multi else "", edgecolor="white" if multi else None)
         ax.set_xticks(range(len(cats)), [label(c) for c in cats])
         ax.set_xlabel(xlabel)
         if values and min(values) > 0 and max(values) / min(values) > 100:
@@ -184,9 +277,9 @@ def _bars(rows, field, ylabel, title, name, category, label, xlabel) -> str | No
         else:
             ylabel_ = ylabel
         ax.set_ylabel(ylabel_)
-        ax.set_title(_title(key, multimodal))
-        ax.legend(fontsize=7)
-    fig.suptitle(title)
+        ax.set_title(_title(key, group, multimodal), fontsize=9)
+    _legend(fig, axes, min(len(_series(rows)), 6))
+    fig.suptitle(f"{title}\n{caption(rows)}", fontsize=9)
     return to_svg(fig, name)
 
 
@@ -200,20 +293,25 @@ def memory_plot(rows: list[dict], name: str = "memory") -> str | None:
     multimodal = multimodal_models(rows)
     plt = _plt()
     fig, axes = _panels(plt, len(groups), width=6.0)
+    multi = len({r["precision"] for r in rows}) > 1
     for ax, (key, group) in zip(axes, groups.items()):
-        rts = runtime_order(r["runtime"] for r in group)
-        peak = [max(r["peak_rss_mb"] for r in group if r["runtime"] == rt) for rt in rts]
-        loop = [max((r["loop_peak_rss_mb"] or 0) for r in group if r["runtime"] == rt) for rt in rts]
-        disk = [max((r.get("size_on_disk_bytes") or 0) for r in group if r["runtime"] == rt) / 2**20 for rt in rts]
-        xs = list(range(len(rts)))
+        series = _series(group)
+
+        def of(s, field):
+            return [r.get(field) or 0 for r in group if (r["runtime"], r["precision"]) == s]
+
+        peak = [max(of(s, "peak_rss_mb")) for s in series]
+        loop = [max(of(s, "loop_peak_rss_mb")) for s in series]
+        disk = [max(of(s, "size_on_disk_bytes")) / 2**20 for s in series]
+        xs = list(range(len(series)))
         ax.bar([x - 0.27 for x in xs], peak, width=0.27, color="#1f77b4", label="peak RSS (process)")
         ax.bar(xs, loop, width=0.27, color="#ff7f0e", label="peak RSS (timed loop)")
         ax.bar([x + 0.27 for x in xs], disk, width=0.27, color="#2ca02c", label="size on disk (loaded files)")
-        ax.set_xticks(xs, rts, rotation=20, ha="right")
+        ax.set_xticks(xs, [_label(s, multi) for s in series], rotation=20, ha="right")
         ax.set_ylabel("MB")
-        ax.set_title(_title(key, multimodal))
-        ax.legend(fontsize=7)
-    fig.suptitle("Memory: peak resident set size (VmHWM) and size on disk")
+        ax.set_title(_title(key, group, multimodal), fontsize=9)
+    _legend(fig, axes, 3)
+    fig.suptitle(f"Memory: peak resident set size (VmHWM) and size on disk\n{caption(rows)}", fontsize=9)
     return to_svg(fig, name)
 
 
@@ -249,6 +347,7 @@ def roofline_plot(rows: list[dict], profile: dict, name: str = "roofline") -> st
     ax.set_ylim(min(min(r["gflops"] for r in rows), bw * lo) / 2, peak * 3)
     ax.set_xlabel("arithmetic intensity, FLOPs per weight byte (fp32, log)")
     ax.set_ylabel("achieved GFLOP/s (matmul FLOPs / median time, log)")
-    ax.set_title(f"Roofline: {profile.get('threads', '?')} thread(s), measured peak and bandwidth")
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(f"Roofline: measured peak and bandwidth\n{caption(rows)}", fontsize=9)
+    # beside the axes, never over the points
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return to_svg(fig, name)
