@@ -107,7 +107,7 @@ def _print_plan(run_doc, results: Path, run_id: str, kept: int = 0) -> None:
     from embedperf.orchestrator.plan import forks_of
 
     t = run_doc.timing
-    precisions = [run_doc.precision] if isinstance(run_doc.precision, str) else list(run_doc.precision)
+    precisions = list(run_doc.precision)
     shapes = {i: _planned_shapes(run_doc, m) for i, m in enumerate(run_doc.models)}
     cells = sum(len(s) for s in shapes.values()) * len(run_doc.runtimes) * len(precisions)
     _say(f"dry run: nothing is prepared or measured (run {run_id}, results in {results / run_id})")
@@ -208,28 +208,33 @@ def run(
         if spec_options:
             flags = ", ".join("--" + n.replace("_", "-") for n in spec_options)
             raise SpecError(f"--resume runs {resume}'s own spec: drop {flags}")
-        run_doc = load_run_spec(results, resume)
+        parts = load_run_spec(results, resume)
         if "calibrate_machine" in given:
-            run_doc.calibrate = calibrate_machine
+            for part in parts:
+                part.calibrate = calibrate_machine
         from embedperf.results.store import existing_cells
 
         kept = len(existing_cells(results / resume))
     elif suite:
-        # only what the user typed overrides the suite; defaults never do
-        run_doc = specs.load_suite(suite, {specs.OPTION_KEYS[n]: values[n] for n in given})
+        # only what the user typed overrides the suite (each of its parts); defaults never do
+        parts = specs.load_suite(suite, {specs.OPTION_KEYS[n]: values[n] for n in given})
     else:
-        run_doc = specs.from_doc(specs.apply_overrides({}, {key: values[n] for n, key in specs.OPTION_KEYS.items()}),
-                                 "command line")
+        parts = [specs.from_doc(specs.apply_overrides({}, {key: values[n] for n, key in specs.OPTION_KEYS.items()}),
+                                "command line")]
     _check_results(results, create=not dry_run)  # after the spec: a refused spec leaves no folder behind
     run_id = resume or new_run_id()
     if dry_run:
-        _print_plan(run_doc, results, run_id, kept)
+        for i, part in enumerate(parts):
+            if len(parts) > 1:
+                _say(f"part {i + 1} of {len(parts)}" + (f": {part.description}" if part.description else ""))
+            _print_plan(part, results, run_id, kept)
         return
-    if run_doc.memory_limit_mb is None:
-        import psutil
+    for part in parts:
+        if part.memory_limit_mb is None:
+            import psutil
 
-        run_doc.memory_limit_mb = round(psutil.virtual_memory().available / 2**20 * 0.9)
-    _measure(run_doc, results, run_id, _uploader(upload) if upload else None)
+            part.memory_limit_mb = round(psutil.virtual_memory().available / 2**20 * 0.9)
+    _measure(parts, results, run_id, _uploader(upload) if upload else None)
 
 
 def _uploader(uri: str):
@@ -239,7 +244,7 @@ def _uploader(uri: str):
     return lambda path: upload_file(path, uri)
 
 
-def _measure(run_doc, results: Path, run_id: str, on_cell) -> None:
+def _measure(parts, results: Path, run_id: str, on_cell) -> None:
     """Run the matrix, print the table; Ctrl-C/SIGTERM stop it cleanly with the command that resumes it."""
     from embedperf.orchestrator import run_spec
     from embedperf.report.markdown import overhead_lines, table
@@ -247,7 +252,7 @@ def _measure(run_doc, results: Path, run_id: str, on_cell) -> None:
 
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        run_spec(run_doc, results, run_id, say=_say, on_cell=on_cell)
+        run_spec(parts, results, run_id, say=_say, on_cell=on_cell)
     except KeyboardInterrupt as e:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the message short
         _interrupted(results, run_id, "terminated" if isinstance(e, _Terminated) else "interrupted")

@@ -85,6 +85,7 @@ class RunSpec:
     images: str | None = None  # a folder of pictures for image towers (default: scikit-image's samples)
     corpus: Corpus = field(default_factory=Corpus)
     calibrate: bool = True  # measure this machine's peak once when no profile exists
+    description: str | None = None  # a suite's (or a part's) own words about it
     pin_threads: bool = False  # pin each runner's threads to CPUs
 
     def to_dict(self) -> dict:
@@ -258,7 +259,8 @@ def _check_timing(timing: Timing) -> None:
 def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", precision="fp32",
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
           fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
-          corpus: Corpus | None = None, calibrate: bool = True, pin_threads: bool = False) -> RunSpec:
+          corpus: Corpus | None = None, calibrate: bool = True, pin_threads: bool = False,
+          description: str | None = None) -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
     precision = parse_precisions(precision)
@@ -305,7 +307,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
                    seq=_ints(seq, "seq") if seq not in (None, [], "") else [],
                    device=device, precision=precision, scenario=scenario, threads=threads, timing=timing,
                    memory_limit_mb=memory_limit_mb, fault=fault_doc, images=images, corpus=corpus,
-                   calibrate=calibrate, pin_threads=pin_threads)
+                   calibrate=calibrate, pin_threads=pin_threads, description=description)
     from embedperf.workload.text import ShapeError, check_shape
 
     for m in models:
@@ -334,6 +336,7 @@ SUITE_TYPES = {
     "timing": _MAP,
     "memory_limit_mb": _NUM, "scenario": _STR, "images": _STR, "corpus": _MAP, "calibrate": _BOOL,
     "pin_threads": _BOOL, "fault": _STR, "fault_at_shape": _INT,
+    "parts": _LIST,  # sub-suites run into the same run folder (see part_docs)
     "machines": None, "cloud": None,  # read by `embedperf cloud`
 }
 SUITE_KEYS = set(SUITE_TYPES)
@@ -471,10 +474,49 @@ def from_doc(doc: dict, where: str) -> RunSpec:
                  fault=doc.get("fault"), fault_at_shape=doc.get("fault_at_shape", 0),
                  scenario=doc.get("scenario", "latency"), images=doc.get("images"),
                  corpus=Corpus(**{k: v for k, v in corpus_doc.items() if v is not None}),
-                 calibrate=doc.get("calibrate", True), pin_threads=doc.get("pin_threads", False))
+                 calibrate=doc.get("calibrate", True), pin_threads=doc.get("pin_threads", False),
+                 description=doc.get("description"))
 
 
-def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
-    """Read a suite YAML file (the same keys as the command line); `overrides` (suite key -> value) win."""
-    doc = apply_overrides(read_suite(path), overrides or {})
-    return from_doc(doc, f"suite {path}")
+PART_KEYS = SUITE_KEYS - {"parts", "machines", "cloud"}
+MERGED_SECTIONS = ("timing", "corpus")  # a part's sections add to the suite's, key by key
+
+
+def part_docs(doc: dict, where: str) -> list[tuple[dict, str]]:
+    """The suite documents of a suite's parts (one, itself, when it has no `parts`).
+
+    Each part is a suite of its own whose keys replace the top-level ones; `timing` and `corpus`
+    merge key by key. All parts of a suite run into one run folder, so one `--resume` and one
+    `report` cover them.
+    """
+    parts = doc.get("parts")
+    top = {k: v for k, v in doc.items() if k != "parts"}
+    if parts is None:
+        return [(top, where)]
+    if not isinstance(parts, list) or not parts:
+        raise SpecError(f"{where}: parts must be a non-empty list of mappings")
+    out = []
+    for i, part in enumerate(parts):
+        here = f"{where}: parts[{i}]"
+        if not isinstance(part, dict):
+            raise SpecError(f"{here} must be a mapping of suite keys")
+        reject_unknown(part, PART_KEYS, here)
+        merged = dict(top)
+        for key, value in part.items():
+            if key in MERGED_SECTIONS and isinstance(value, dict) and isinstance(top.get(key), dict):
+                merged[key] = {**top[key], **value}
+            else:
+                merged[key] = value
+                if key == "model":
+                    merged.pop("models", None)
+                elif key == "models":
+                    merged.pop("model", None)
+        out.append((merged, here))
+    return out
+
+
+def load_suite(path: Path, overrides: dict | None = None) -> list[RunSpec]:
+    """Read a suite YAML file (the same keys as the command line) as the run specs of its parts (one without
+    `parts`); `overrides` (suite key -> value, from the command line) win over every part."""
+    return [from_doc(apply_overrides(doc, overrides or {}), where)
+            for doc, where in part_docs(read_suite(path), f"suite {path}")]

@@ -59,9 +59,9 @@ def test_model_options_win_over_every_entry_of_models(tmp_path):
     path = tmp_path / "models.yaml"
     path.write_text("models:\n  - {name: bge-m3, source: twin}\n  - {name: Qwen/Qwen3-Embedding-0.6B, source: twin}\n"
                     "runtimes: [null]\nbatch: [1]\nseq: [16]\n")
-    spec = load_suite(path, {"source": "tiny"})
+    (spec,) = load_suite(path, {"source": "tiny"})
     assert [m.source for m in spec.models] == ["tiny", "tiny"]
-    spec = load_suite(path, {"model": "all-MiniLM-L6-v2"})
+    (spec,) = load_suite(path, {"model": "all-MiniLM-L6-v2"})
     assert [m.name for m in spec.models] == ["sentence-transformers/all-MiniLM-L6-v2"]
 
 

@@ -122,7 +122,7 @@ def test_example_suites_are_valid(tmp_path):
         suite = load_cloud_suite(REPO / "suites" / name)
         assert len(suite.machines) == n_machines
         for device in suite.devices():
-            spec = load_suite(derive_suite(suite.path, device, tmp_path / f"{name}-{device}.yaml"))
+            (spec,) = load_suite(derive_suite(suite.path, device, tmp_path / f"{name}-{device}.yaml"))
             assert spec.device == device
     example = load_cloud_suite(EXAMPLE)
     assert {m.arch for m in example.machines} == {"x86_64", "arm64"}

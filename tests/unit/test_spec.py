@@ -62,7 +62,7 @@ def test_suite_files(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("model: google/embeddinggemma-300m\nsource: tiny\nruntimes: [torch, null]\nbatch: [1, 2]\n"
                     "seq: [24]\ntiming: {warmup: 1}\n")
-    spec = load_suite(good)
+    (spec,) = load_suite(good)
     assert spec.models[0].source == "tiny" and spec.batch == [1, 2] and spec.timing.warmup == 1
     bad_key = tmp_path / "bad.yaml"
     bad_key.write_text("model: bge-m3\nruntimez: [torch]\nbatch: 1\nseq: 16\n")
@@ -79,6 +79,6 @@ def test_suite_files(tmp_path):
 def test_the_quick_suite_is_valid():
     from conftest import REPO
 
-    spec = load_suite(REPO / "suites" / "quick.yaml")
+    (spec,) = load_suite(REPO / "suites" / "quick.yaml")
     assert spec.models[0].name == "sentence-transformers/all-MiniLM-L6-v2" and spec.models[0].source == "package"
     assert spec.batch == [1, 8] and spec.seq == [16, 128]

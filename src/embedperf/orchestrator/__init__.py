@@ -83,8 +83,9 @@ class Orchestrator:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "work").mkdir(exist_ok=True)
         run_doc = self.run_dir / "run.json"
-        if not run_doc.exists():
+        if not run_doc.exists():  # run_spec writes it with every part; a lone Orchestrator with its own spec
             write_json_atomic(run_doc, {"run_id": self.run_id, "spec": self.spec.to_dict(),
+                                        "parts": [self.spec.to_dict()],
                                         "created": dt.datetime.now(dt.timezone.utc).isoformat()})
         done = existing_cells(self.run_dir)
         plans = [ModelPlan(choice, get_model(choice.name)) for choice in self.spec.models]
@@ -318,17 +319,31 @@ class Orchestrator:
                          f"max |Δlogit| {result['max_abs_logit_diff']:.2e} ({logits['rule']})")
 
 
-def run_spec(spec: RunSpec, results_root: Path, run_id: str | None = None, say=print,
+def run_spec(parts: RunSpec | list[RunSpec], results_root: Path, run_id: str | None = None, say=print,
              on_cell=None) -> tuple[str, list[dict]]:
-    orch = Orchestrator(spec, results_root, run_id, say, on_cell)
-    cells = orch.run()
-    return orch.run_id, cells
+    """Run every part of a run (a suite's parts, or one spec) into one run folder, in order."""
+    parts = [parts] if isinstance(parts, RunSpec) else list(parts)
+    run_id = run_id or new_run_id()
+    run_dir = results_root / run_id
+    run_dir.mkdir(parents=True, exist_ok=True)
+    doc = run_dir / "run.json"
+    if not doc.exists():
+        write_json_atomic(doc, {"run_id": run_id, "spec": parts[0].to_dict(), "parts": [p.to_dict() for p in parts],
+                                "created": dt.datetime.now(dt.timezone.utc).isoformat()})
+    cells = []
+    for i, part in enumerate(parts):
+        if len(parts) > 1:
+            say(f"part {i + 1} of {len(parts)}" + (f": {part.description}" if part.description else ""))
+        cells += Orchestrator(part, results_root, run_id, say, on_cell).run()
+    return run_id, cells
 
 
-def load_run_spec(results_root: Path, run_id: str) -> RunSpec:
+def load_run_spec(results_root: Path, run_id: str) -> list[RunSpec]:
+    """The parts of a stored run (what `--resume` runs again)."""
     path = results_root / run_id / "run.json"
     if not path.exists():
         from embedperf.spec import SpecError
 
         raise SpecError(f"no run {run_id!r} under {results_root} (no run.json)")
-    return RunSpec.from_dict(json.loads(path.read_text())["spec"])
+    doc = json.loads(path.read_text())
+    return [RunSpec.from_dict(p) for p in doc.get("parts") or [doc["spec"]]]
