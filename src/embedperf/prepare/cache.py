@@ -67,7 +67,7 @@ def recipe(fmt: str, flags: list[str] | None = None) -> dict | None:
     """How a quantized format is made, with the versions of the tools that make it (None for fp32 formats).
 
     onnx:int8 follows sentence-transformers' export_dynamic_quantized_onnx_model: per-channel int8
-    weights of MatMul and Gather (the embedding tables), activations quantized per call (u8). On a CPU
+    MatMul weights, 8-bit embedding tables (Gather), activations quantized per call (u8). On a CPU
     without VNNI the weights use 7 bits (reduce_range), as ONNX Runtime advises, because the int16
     intermediate of vpmaddubsw can saturate with full-range u8 x s8 products.
     """
@@ -78,6 +78,7 @@ def recipe(fmt: str, flags: list[str] | None = None) -> dict | None:
         vnni = bool(set(NATIVE_FLAGS["int8"]) & have)
         return {"tool": "onnxruntime.quantization.quantize_dynamic", "op_types": ["MatMul", "Gather"],
                 "weight_type": "QInt8", "per_channel": True, "reduce_range": not vnni,
+                "gather": "embedding tables u8 per tensor, dequantized after the lookup (ONNX Runtime's choice)",
                 "activations": "u8, quantized per call (DynamicQuantizeLinear)",
                 "versions": {"onnxruntime": _version("onnxruntime"), "onnx": _version("onnx")}}
     if fmt == "openvino:int8":
