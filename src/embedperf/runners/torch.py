@@ -64,7 +64,9 @@ def quantize_int8(model: torch.nn.Module, dev: torch.device) -> tuple[torch.nn.M
         # torch.ao.quantization is deprecated in favour of torchao but still shipped and working in 2.15
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        quantized = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8)
+        # in place: a copy would keep the fp32 weights alive beside the int8 ones and inflate the peak RSS
+        quantized = quantize_dynamic(model, {torch.nn.Linear: per_channel_dynamic_qconfig}, dtype=torch.qint8,
+                                     inplace=True)
     from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
     converted = sum(isinstance(m, DynamicLinear) for m in quantized.modules())
