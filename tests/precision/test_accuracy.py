@@ -79,3 +79,15 @@ def test_floors_judge_only_the_measures_present():
     for p in ("fp16", "bf16", "int8"):
         assert parity.FLOORS[p]["min_cosine"] < parity.FP32_MIN_COSINE
         assert parity.zero_shot_limit(p) > parity.ZERO_SHOT_LIMIT
+
+
+def test_corpus_accuracy_reorders_and_judges():
+    rng = np.random.default_rng(1)
+    ref = rng.normal(size=(30, 8))
+    order = rng.permutation(30)
+    fed_ref = ref[order]
+    block = accuracy.corpus_accuracy(fed_ref, fed_ref, order, real_text=True, precision="int8")
+    assert block["recall_at_10"] == 1.0 and block["below_floor"] is None and block["floor"] == parity.FLOORS["int8"]
+    # a candidate whose rows are shuffled against the reference's is no longer the same embedding
+    bad = accuracy.corpus_accuracy(fed_ref[::-1].copy(), fed_ref, order, real_text=True, precision="bf16")
+    assert bad["below_floor"].startswith("bf16 accuracy below its floor: min cosine")

@@ -104,3 +104,19 @@ def accuracy_cost(candidate: np.ndarray, reference: np.ndarray, real_text: bool,
         out["spearman"] = pairwise_spearman(candidate, reference)
         out["pairs"] = int(len(cos) * (len(cos) - 1) // 2)
     return out
+
+
+def corpus_accuracy(candidate_fed: np.ndarray, reference_fed: np.ndarray, order: np.ndarray, real_text: bool,
+                    precision: str, k: int = DEFAULT_K) -> dict:
+    """A cell's accuracy block from two accuracy passes over one corpus (rows in feed order) and its `order`.
+
+    Adds the precision's floor and `below_floor` (None when the cell passes, else the reason to fail it).
+    """
+    from embedperf.measure.parity import FLOORS, below_floor
+    from embedperf.workload.corpus import in_corpus_order
+
+    cost = accuracy_cost(in_corpus_order(candidate_fed, order), in_corpus_order(reference_fed, order), real_text, k)
+    cost["precision"] = precision
+    cost["floor"] = FLOORS.get(precision)
+    cost["below_floor"] = below_floor(precision, cost)
+    return cost
