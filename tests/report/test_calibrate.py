@@ -25,8 +25,9 @@ def test_fingerprint_and_profile_path(cache):
 
 
 def test_native_support_from_flags():
-    assert calibrate.native_support(["avx2", "fma"]) == {"bf16": None, "fp16": None}
-    assert calibrate.native_support(["amx_bf16", "avx512_fp16"]) == {"bf16": "amx_bf16", "fp16": "avx512_fp16"}
+    assert calibrate.native_support(["avx2", "fma"]) == {"bf16": None, "fp16": None, "int8": None}
+    assert calibrate.native_support(["amx_bf16", "avx512_fp16", "avx512_vnni"]) == {
+        "bf16": "amx_bf16", "fp16": "avx512_fp16", "int8": "avx512_vnni"}
 
 
 def test_quick_calibration_writes_and_reuses_the_profile(cache):

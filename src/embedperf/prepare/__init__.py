@@ -1,4 +1,6 @@
-"""Prepare a model once: reference weights, ONNX and OpenVINO exports, cached by content hash.
+"""Prepare a model once: reference weights, ONNX and OpenVINO exports and their int8 forms, cached by content hash.
+
+Formats: reference, onnx, openvino (fp32), onnx:int8, openvino:int8, openvino:int8w (prepare/cache.py).
 
 The work runs in a subprocess (`embedperf.prepare.build`) so the orchestrator never
 imports a framework and an export's memory is returned when it ends.
@@ -16,7 +18,8 @@ import psutil
 
 from embedperf.models.registry import ModelSpec
 from embedperf.models.sources import Located
-from embedperf.prepare.cache import Prepared, building, prepare_key, read_manifest
+from embedperf.prepare.cache import (FORMAT_FILES, QUANTIZED, Prepared, base_format, building, is_current,
+                                      prepare_key, read_manifest)
 
 
 class PrepareError(RuntimeError):
@@ -47,7 +50,9 @@ def estimate_parameters(spec: ModelSpec, located: Located) -> int:
 def check_resources(folder: Path, params: int, formats: set[str]) -> None:
     """Refuse clearly, before exporting, when disk or memory is short."""
     weight_bytes = params * 4
-    copies = 1 + ("onnx" in formats or "openvino" in formats) + ("openvino" in formats)
+    bases = {base_format(f) for f in formats}
+    # fp32 copies, plus about a quarter of one per int8 artifact
+    copies = 1 + ("onnx" in bases or "openvino" in bases) + ("openvino" in bases) + 0.3 * len(set(formats) & set(QUANTIZED))
     need_disk = int(weight_bytes * copies * 1.1)
     free_disk = shutil.disk_usage(folder if folder.exists() else folder.parent).free
     if free_disk < need_disk:
@@ -71,11 +76,20 @@ def _cause(log_path: Path) -> str:
 
 def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: Path, threads: int,
                     say=print) -> Prepared:
-    """The prepared folder holding every requested format, built only where missing."""
+    """The prepared folder holding every requested format, built only where missing.
+
+    `formats`: any of reference, onnx, openvino, onnx:int8, openvino:int8, openvino:int8w
+    (cache.format_for(runtime.artifact, precision) names the one a cell needs). A quantized format
+    whose recipe or tool versions changed since it was built counts as missing and is rebuilt.
+    """
+    unknown = {f for f in formats if f not in FORMAT_FILES and f != "none"}
+    if unknown:
+        raise PrepareError(f"unknown artifact format(s) {sorted(unknown)}; known: {', '.join(FORMAT_FILES)}")
+    formats = set(formats) - {"none"}
     key = prepare_key(spec, located)
     folder = root / key
     manifest = read_manifest(folder) or {}
-    missing = {f for f in formats | {"reference"} if f not in manifest.get("artifacts", {})}
+    missing = {f for f in formats | {"reference"} if not is_current(f, manifest)}
     if not missing:
         say(f"prepare: reusing {spec.name} ({located.source}) from cache {key}")
         return Prepared(folder, manifest)

@@ -1,4 +1,4 @@
-"""Build a model's artifacts in a subprocess: reference safetensors, ONNX, OpenVINO IR.
+"""Build a model's artifacts in a subprocess: reference safetensors, ONNX, OpenVINO IR and their int8 forms.
 
 Run as `python -m embedperf.prepare.build JOB.json`; imports torch, so the
 orchestrator never does. Each artifact is written to a temporary folder and moved
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from embedperf.models.registry import get_model
 from embedperf.models.sources import Located, materialize, sha256_file
-from embedperf.prepare.cache import MANIFEST, exporter_versions
+from embedperf.prepare.cache import FORMAT_DIRS, MANIFEST, QUANTIZED, base_format, exporter_versions, is_current, recipe, recipe_id
 
 ONNX_OPSET = 18
 EXTERNAL_DATA_BYTES = 2_000_000_000  # protobuf's 2 GB limit: larger graphs keep weights beside them
@@ -92,6 +92,32 @@ def export_openvino(onnx_path: Path, out: Path) -> None:
     ov.save_model(model, str(out / "model.xml"), compress_to_fp16=False)
 
 
+def build_quantized(fmt: str, spec, located, folder: Path, finish) -> None:
+    """One int8 artifact (per tower for CLIP/SigLIP) from its fp32 artifact, recipe recorded beside its files."""
+    from embedperf.prepare import quantize
+
+    t1 = time.perf_counter()
+    how = recipe(fmt)
+    base = base_format(fmt)
+    tmp = folder / (FORMAT_DIRS[fmt] + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    towers = list(spec.modalities) if spec.multimodal else [None]
+    for modality in towers:
+        sub = Path(modality) if modality else Path()
+        if fmt == "onnx:int8":
+            quantize.quantize_onnx(folder / base / sub / "model.onnx", tmp / sub / "model.onnx", how)
+        elif fmt == "openvino:int8":
+            feeds = quantize.calibration_feeds(spec, located, modality or "text")
+            quantize.quantize_openvino_static(folder / base / sub / "model.xml", tmp / sub / "model.xml", feeds, how)
+        else:
+            quantize.compress_openvino_weights(folder / base / sub / "model.xml", tmp / sub / "model.xml", how)
+    entry = {"format": base, "precision": "int8", "recipe": how, "recipe_id": recipe_id(fmt)}
+    if spec.multimodal:
+        entry["towers"] = towers
+    finish(fmt, tmp, folder / FORMAT_DIRS[fmt], entry)
+    log(f"built {fmt} ({how['tool']}) in {time.perf_counter() - t1:.1f}s")
+
+
 def export_towers(spec, located, folder: Path, wanted: set, artifacts: dict, finish) -> None:
     """ONNX and OpenVINO of each tower, loaded back from the reference folder as the torch runner loads it."""
     from embedperf.models.embedder import load_tower
@@ -152,7 +178,7 @@ def build(job: dict) -> int:
         finish("reference", tmp, folder / "reference", {"format": "safetensors (transformers names) + heads"})
         log("wrote reference safetensors")
 
-    wanted = set(job["formats"])
+    wanted = {base_format(f) for f in job["formats"]}  # the fp32 artifacts the requested formats come from
     if spec.multimodal:
         export_towers(spec, located, folder, wanted, artifacts, finish)
         manifest["towers"] = list(spec.modalities)
@@ -175,6 +201,9 @@ def build(job: dict) -> int:
         export_openvino(folder / "onnx" / "model.onnx", tmp)
         finish("openvino", tmp, folder / "openvino", {"format": "openvino ir", "weights": "fp32"})
         log(f"converted to OpenVINO IR (fp32) in {time.perf_counter() - t1:.1f}s")
+    for fmt in QUANTIZED:
+        if fmt in job["formats"] and not is_current(fmt, manifest):
+            build_quantized(fmt, spec, located, folder, finish)
 
     manifest.update({
         "model": spec.name, "source": located.source, "weights": located.weights,

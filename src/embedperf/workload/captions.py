@@ -43,6 +43,8 @@ def _encoder(folder: Path):
         from tokenizers import Tokenizer
 
         tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        # a tokenizer.json may carry a padding setting (MiniLM's pads to 128): callers pad, to their own width
+        tok.no_padding()
         return lambda text: tok.encode(text).ids
     try:
         from transformers import AutoTokenizer

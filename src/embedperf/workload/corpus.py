@@ -33,6 +33,21 @@ def lengths(n: int = DEFAULT_ITEMS, median: float = DEFAULT_MEDIAN, sigma: float
     return np.clip(np.rint(draws), low, high).astype(np.int64)
 
 
+def seeded_items(tokens: TokenScheme, lengths: np.ndarray, seed: int = 0) -> list[np.ndarray]:
+    """Item i: prefix + seeded regular ids + suffix, lengths[i] tokens in all (at least one regular id)."""
+    wrap = len(tokens.prefix) + len(tokens.suffix)
+    sizes = np.maximum(np.asarray(lengths, dtype=np.int64).ravel(), wrap + 1)
+    if sizes.size == 0:
+        raise ValueError("a corpus needs at least one item")
+    low, high = tokens.regular
+    rng = np.random.default_rng(seed)
+    bodies = np.split(rng.integers(low, high, size=int((sizes - wrap).sum()), dtype=np.int64),
+                      np.cumsum(sizes - wrap)[:-1])
+    prefix = np.asarray(tokens.prefix, dtype=np.int64)
+    suffix = np.asarray(tokens.suffix, dtype=np.int64)
+    return [np.concatenate([prefix, body, suffix]) for body in bodies]
+
+
 def make_corpus(tokens: TokenScheme, lengths: np.ndarray, batch: int, sort: bool,
                 seed: int = 0) -> tuple[dict[str, np.ndarray], dict]:
     """The corpus tensors (`batches`, `input_ids.k`, `attention_mask.k`, `order`) and their stats.
@@ -43,37 +58,11 @@ def make_corpus(tokens: TokenScheme, lengths: np.ndarray, batch: int, sort: bool
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    wrap = len(tokens.prefix) + len(tokens.suffix)
-    sizes = np.maximum(np.asarray(lengths, dtype=np.int64).ravel(), wrap + 1)
+    items = seeded_items(tokens, lengths, seed)
+    sizes = np.asarray([len(item) for item in items], dtype=np.int64)
     n = sizes.size
-    if n == 0:
-        raise ValueError("a corpus needs at least one item")
-    low, high = tokens.regular
-    rng = np.random.default_rng(seed)
-    bodies = np.split(rng.integers(low, high, size=int((sizes - wrap).sum()), dtype=np.int64),
-                      np.cumsum(sizes - wrap)[:-1])
-    prefix = np.asarray(tokens.prefix, dtype=np.int64)
-    suffix = np.asarray(tokens.suffix, dtype=np.int64)
-
-    order = np.argsort(-sizes, kind="stable") if sort else np.arange(n, dtype=np.int64)
-    order = order.astype(np.int64)
-    tensors: dict[str, np.ndarray] = {}
-    shapes = []
-    for k, first in enumerate(range(0, n, batch)):
-        items = order[first:first + batch]
-        seq = int(sizes[items].max())
-        ids = np.full((items.size, seq), tokens.pad, dtype=np.int64)
-        mask = np.zeros((items.size, seq), dtype=np.int64)
-        for row, item in enumerate(items):
-            size = int(sizes[item])
-            ids[row, :size] = np.concatenate([prefix, bodies[item], suffix])
-            mask[row, :size] = 1
-        tensors[f"input_ids.{k}"] = ids
-        tensors[f"attention_mask.{k}"] = mask
-        shapes.append((items.size, seq))
-    tensors["batches"] = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
-    tensors["order"] = order
-
+    tensors = pack(items, tokens.pad, batch, sort)
+    shapes = tensors["batches"].tolist()
     real = int(sizes.sum())
     padded = int(sum(rows * seq for rows, seq in shapes))
     stats = {
@@ -87,6 +76,46 @@ def make_corpus(tokens: TokenScheme, lengths: np.ndarray, batch: int, sort: bool
         "padding_waste": 1.0 - real / padded,
     }
     return tensors, stats
+
+
+def pack(items: list[np.ndarray], pad: int, batch: int, sort: bool, width: int | None = None) -> dict[str, np.ndarray]:
+    """Token rows as corpus tensors (`batches`, `input_ids.k`, `attention_mask.k`, `order`).
+
+    Feed order: by length descending (stable) when `sort`, else corpus order. Batches of
+    `batch` rows in feed order, each right-padded with `pad` to its longest row, or to
+    `width` for a model that takes exactly that many positions (CLIP/SigLIP text towers).
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if not items:
+        raise ValueError("a corpus needs at least one item")
+    sizes = np.asarray([len(item) for item in items], dtype=np.int64)
+    if width is not None and int(sizes.max()) > width:
+        raise ValueError(f"an item has {int(sizes.max())} tokens, more than the fixed width {width}")
+    order = (np.argsort(-sizes, kind="stable") if sort else np.arange(sizes.size)).astype(np.int64)
+    tensors: dict[str, np.ndarray] = {}
+    shapes = []
+    for k, first in enumerate(range(0, sizes.size, batch)):
+        rows = order[first:first + batch]
+        seq = width or int(sizes[rows].max())
+        ids = np.full((rows.size, seq), pad, dtype=np.int64)
+        mask = np.zeros((rows.size, seq), dtype=np.int64)
+        for row, item in enumerate(rows):
+            ids[row, :sizes[item]] = items[item]
+            mask[row, :sizes[item]] = 1
+        tensors[f"input_ids.{k}"] = ids
+        tensors[f"attention_mask.{k}"] = mask
+        shapes.append((rows.size, seq))
+    tensors["batches"] = np.asarray(shapes, dtype=np.int64).reshape(-1, 2)
+    tensors["order"] = order
+    return tensors
+
+
+def in_corpus_order(fed: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Rows written in feed order (a runner's embeddings) put back in corpus order."""
+    out = np.empty_like(fed)
+    out[np.asarray(order, dtype=np.int64)] = fed
+    return out
 
 
 def write_corpus(path: Path | str, tensors: dict[str, np.ndarray], metadata: dict[str, str] | None = None) -> Path:
