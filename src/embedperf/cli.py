@@ -154,6 +154,9 @@ def run(
     scenario: str = typer.Option("latency", help="latency: one batch called repeatedly; throughput: a seeded corpus "
                                  "of varied lengths, batched sorted and unsorted (items/s, tokens/s)."),
     corpus_items: int = typer.Option(1024, help="Throughput: corpus size (log-normal lengths, median 64, σ 0.8)."),
+    accuracy_corpus: Optional[Path] = typer.Option(None, "--corpus", help="Real text for each (runtime, precision)'s "
+                                                   "accuracy pass, one sentence per line (default: sentences of the "
+                                                   "standard library's docstrings)."),
     images: Optional[Path] = typer.Option(None, help="Image towers: a folder of pictures (default: the sample "
                                           "photographs inside scikit-image, then seeded synthetic ones)."),
     target_ci: float = typer.Option(0.01, help="Stop a shape once the 95% bootstrap CI of its median is within "
@@ -163,7 +166,9 @@ def run(
     suite: Optional[Path] = typer.Option(None, help="A suite YAML file (the same keys as these options); options "
                                          "given on the command line override its keys."),
     device: str = typer.Option("cpu", help="cpu, cuda or cuda:N."),
-    precision: str = typer.Option("fp32", help="fp32 (default), fp16 or bf16: never chosen silently."),
+    precision: str = typer.Option("fp32", help="Comma-separated precisions, each its own cells: fp32 (default), "
+                                  "bf16, fp16, int8. A runtime that cannot run one natively gets `skipped` cells "
+                                  "with the reason, never fp32 under that label."),
     threads: Optional[int] = typer.Option(None, help="Intra-op threads (default: the CPUs this process may use)."),
     pin_threads: bool = typer.Option(False, "--pin-threads/--no-pin-threads",
                                      help="Pin each runner's threads to CPUs."),

@@ -86,6 +86,8 @@ class RunSpec:
     corpus: Corpus = field(default_factory=Corpus)
     calibrate: bool = True  # measure this machine's peak once when no profile exists
     description: str | None = None  # a suite's (or a part's) own words about it
+    # real text for the accuracy pass (one sentence per line; default: the standard library's docstrings)
+    accuracy_corpus: str | None = None
     pin_threads: bool = False  # pin each runner's threads to CPUs
 
     def to_dict(self) -> dict:
@@ -260,7 +262,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
           fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
           corpus: Corpus | None = None, calibrate: bool = True, pin_threads: bool = False,
-          description: str | None = None) -> RunSpec:
+          description: str | None = None, accuracy_corpus: str | None = None) -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
     precision = parse_precisions(precision)
@@ -293,6 +295,8 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
         seq = [16, 128] if scenario == "latency" else [1]
     if scenario == "throughput":
         seq = [1]  # a corpus has its own lengths: the seq axis is unused
+    if accuracy_corpus is not None and not Path(accuracy_corpus).expanduser().is_file():
+        raise SpecError(f"--corpus {accuracy_corpus}: not a file (one sentence per line)")
     if images is not None and not Path(images).expanduser().is_dir():
         raise SpecError(f"--images {images}: not a folder")
     corpus = corpus or Corpus()
@@ -307,7 +311,8 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
                    seq=_ints(seq, "seq") if seq not in (None, [], "") else [],
                    device=device, precision=precision, scenario=scenario, threads=threads, timing=timing,
                    memory_limit_mb=memory_limit_mb, fault=fault_doc, images=images, corpus=corpus,
-                   calibrate=calibrate, pin_threads=pin_threads, description=description)
+                   calibrate=calibrate, pin_threads=pin_threads, description=description,
+                   accuracy_corpus=accuracy_corpus)
     from embedperf.workload.text import ShapeError, check_shape
 
     for m in models:
@@ -335,7 +340,7 @@ SUITE_TYPES = {
     "seq": "integers", "device": _STR, "precision": "a list or comma-separated string", "threads": _INT,
     "timing": _MAP,
     "memory_limit_mb": _NUM, "scenario": _STR, "images": _STR, "corpus": _MAP, "calibrate": _BOOL,
-    "pin_threads": _BOOL, "fault": _STR, "fault_at_shape": _INT,
+    "pin_threads": _BOOL, "fault": _STR, "fault_at_shape": _INT, "accuracy_corpus": _STR,
     "parts": _LIST,  # sub-suites run into the same run folder (see part_docs)
     "machines": None, "cloud": None,  # read by `embedperf cloud`
 }
@@ -356,7 +361,7 @@ OPTION_KEYS = {
     "fault": "fault", "fault_at_shape": "fault_at_shape", "warmup": "timing.warmup",
     "min_calls": "timing.min_calls", "min_seconds": "timing.min_seconds", "max_seconds": "timing.max_seconds",
     "target_ci": "timing.target_ci", "load_timeout": "timing.load_timeout", "grace": "timing.grace",
-    "forks": "timing.forks",
+    "forks": "timing.forks", "accuracy_corpus": "accuracy_corpus",
 }
 
 
@@ -475,7 +480,7 @@ def from_doc(doc: dict, where: str) -> RunSpec:
                  scenario=doc.get("scenario", "latency"), images=doc.get("images"),
                  corpus=Corpus(**{k: v for k, v in corpus_doc.items() if v is not None}),
                  calibrate=doc.get("calibrate", True), pin_threads=doc.get("pin_threads", False),
-                 description=doc.get("description"))
+                 description=doc.get("description"), accuracy_corpus=doc.get("accuracy_corpus"))
 
 
 PART_KEYS = SUITE_KEYS - {"parts", "machines", "cloud"}

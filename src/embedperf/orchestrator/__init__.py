@@ -20,9 +20,11 @@ from embedperf.measure.machine import available_cpus, machine_info, thread_env
 from embedperf.measure.stats import Stats
 from embedperf.models.registry import DEFAULT_MODEL, get_model
 from embedperf.orchestrator import analyse
+from embedperf.orchestrator.analyse import Accuracy
 from embedperf.orchestrator.execute import Executor, ForkRecord, read_forks
 from embedperf.orchestrator.plan import ForkJob, Load, ModelPlan, Shape, fork_schedule, forks_of, shapes_for
 from embedperf.paths import workloads_dir
+from embedperf.prepare.cache import format_for
 from embedperf.progress import Progress
 from embedperf.protocol import write_json_atomic
 from embedperf.results.store import cell_id, existing_cells
@@ -77,6 +79,7 @@ class Orchestrator:
         self.written: list[dict] = []
         self.docs: dict[tuple, tuple[dict, Path]] = {}
         self.closed: set[str] = set()  # ids of the cells written: no more forks for them
+        self.accuracy: Accuracy | None = None  # the current model's accuracy passes
 
     # -- the whole run -----------------------------------------------------------------
     def run(self) -> list[dict]:
@@ -159,6 +162,7 @@ class Orchestrator:
 
     def run_model(self, plan: ModelPlan, done: set[str], index: int) -> None:
         shapes = shapes_for(self.spec, plan)
+        self.accuracy = Accuracy(self.run_dir, plan, None, None)  # its corpus is known once the model is prepared
         # a cell is (runtime, precision, shape) within this model; a group (runtime, precision, modality)
         # is what one runner process measures
         ids = {(r, p, x): self.cell_id(plan, r, p, x)
@@ -176,16 +180,21 @@ class Orchestrator:
                 self.finish(plan, key, ids[key], "skipped", reason, [])
             else:
                 runnable.append(key)
-        formats = {RUNTIMES[r].artifact for r, _, _ in runnable} - {"none"}
+        formats = {format_for(RUNTIMES[r].artifact, p) for r, p, _ in runnable} - {"none"}
         if formats:
             self.executor.prepare(plan, formats)
         needed = list(dict.fromkeys(x for _, _, x in runnable))
+        accuracy = None
         try:
             loads = {x: self.executor.workload(plan, x) for x in needed}
+            if formats and not plan.error:
+                accuracy = self.executor.accuracy_workload(plan)
         except (ImageSourceError, ShapeError, captions.TokenizerError) as e:
             plan.error, loads = str(e), {}
             self.say(f"error: {e}")
-        references = self.executor.reference_pass(plan, loads) if formats and not plan.error else {}
+        references, accuracy_ref = self.executor.reference_pass(plan, loads, accuracy) if formats and not plan.error \
+            else ({}, None)
+        self.accuracy = Accuracy(self.run_dir, plan, accuracy, accuracy_ref)
         groups: dict[tuple[str, str, str], list[Shape]] = {}
         for key in runnable:
             name, precision, x = key
@@ -209,8 +218,11 @@ class Orchestrator:
             job = ForkJob(job.runtime, job.precision, job.modality, job.fork, job.forks, live)
             self.progress.current(f"fork {job.fork + 1}/{job.forks} {job.runtime} {job.precision}: {plan.spec.slug}"
                                   + (f" {job.modality} tower" if plan.spec.multimodal else ""))
-            got = self.executor.run_fork(plan, job, position, loads,
-                                         {x: ids[(job.runtime, job.precision, x)] for x in live})
+            wanted = self.accuracy.wanted(job)
+            got, pass_entry = self.executor.run_fork(plan, job, position, loads,
+                                                     {x: ids[(job.runtime, job.precision, x)] for x in live}, wanted)
+            if wanted:
+                self.accuracy.record(job, pass_entry, any(rec.status == "ok" for rec in got.values()))
             self.progress.advance(len(live) + 1)
             for x, rec in got.items():
                 key = (job.runtime, job.precision, x)
@@ -243,7 +255,7 @@ class Orchestrator:
         runtime = RUNTIMES[name]
         self.closed.add(cid)
         doc = analyse.cell_document(self.facts, plan, runtime, precision, x, cid, status, reason, forks, load,
-                                    reference)
+                                    reference, None if plan.spec.multimodal else self.accuracy.of(name, precision))
         path = self.run_dir / f"{cid}.json"
         write_json_atomic(path, doc)
         self.written.append(doc)
@@ -284,38 +296,40 @@ class Orchestrator:
         return line
 
     def zero_shot(self, plan: ModelPlan, references: dict[Shape, Path]) -> None:
-        """Per runtime and batch: text x image probabilities from its own embeddings against the reference's."""
+        """Per runtime, precision and image batch: each image scored against the fixed captions, from the runtime's
+        own embeddings, against the reference's; the image cell and the text cell of that batch carry it."""
         logits = (plan.prepared.manifest or {}).get("logits")
         if not logits:
             return
         from embedperf.measure import parity
 
         for name, precision in ((r, p) for r in self.spec.runtimes for p in self.spec.precision):
-            if RUNTIMES[name].is_null:
+            captions_pass = self.accuracy.of(name, precision) or {}
+            if RUNTIMES[name].is_null or not captions_pass.get("captions_embeddings") or not self.accuracy.reference:
                 continue
             for b in self.spec.batch:
                 shapes = {m: Shape(m, b, plan.spec.seq_for(m, plan.choice.source)) for m in ("text", "image")}
-                keys = {m: (plan.spec.name, plan.choice.source, name, precision, x) for m, x in shapes.items()}
-                if not all(k in self.docs for k in keys.values()):
+                found = {m: self.docs.get((plan.spec.name, plan.choice.source, name, precision, x))
+                         for m, x in shapes.items()}
+                image = found["image"]
+                if image is None or image[0]["status"] != "ok" or references.get(shapes["image"]) is None:
                     continue
-                docs = {m: self.docs[k] for m, k in keys.items()}
-                refs = {m: references.get(x) for m, x in shapes.items()}
-                if any(d["status"] != "ok" for d, _ in docs.values()) or not all(refs.values()):
-                    continue
-                result = analyse.zero_shot({m: d for m, (d, _) in docs.items()}, refs, logits)
+                result = analyse.zero_shot(image[0], captions_pass["captions_embeddings"], self.accuracy.reference,
+                                           references[shapes["image"]], logits, precision)
                 if result is None:
                     continue
-                for doc, path in docs.values():
+                limit = parity.zero_shot_limit(precision)
+                for doc, path in (d for d in found.values() if d is not None):
                     doc["zero_shot"] = result
-                    if result["max_abs_prob_diff"] > parity.ZERO_SHOT_LIMIT:
+                    if result["max_abs_prob_diff"] > limit and doc["status"] == "ok":
                         doc["status"] = "failed"
                         doc["reason"] = (f"zero-shot: probabilities differ by {result['max_abs_prob_diff']:.2e} "
-                                         f"> {parity.ZERO_SHOT_LIMIT:g} from the reference's")
+                                         f"> {limit:g} ({precision}) from the reference's")
                     write_json_atomic(path, doc)
                     if self.on_cell:
                         self.on_cell(path)
-                self.say(f"  zero-shot b{b} {name}{self.precision_label(precision)}: "
-                         f"max |Δp| {result['max_abs_prob_diff']:.2e}, "
+                self.say(f"  zero-shot b{b} {name}{self.precision_label(precision)}: {result['images']} image(s) x "
+                         f"{result['captions']} captions, max |Δp| {result['max_abs_prob_diff']:.2e}, "
                          f"max |Δlogit| {result['max_abs_logit_diff']:.2e} ({logits['rule']})")
 
 

@@ -6,6 +6,7 @@ Nothing here launches anything; it reads what the forks left on disk and writes 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,15 +14,17 @@ from pathlib import Path
 from safetensors.numpy import load_file
 
 import embedperf
-from embedperf.measure import activity, parity
+from embedperf.measure import activity, calibrate, parity
+from embedperf.measure.accuracy import corpus_accuracy
 from embedperf.measure import warnings as cell_warnings
 from embedperf.measure.flops import cell_work, corpus_work
 from embedperf.measure.stats import ForkStats
 from embedperf.orchestrator.execute import ForkRecord
 from embedperf.orchestrator.plan import Load, ModelPlan, Shape
+from embedperf.protocol import write_json_atomic
 from embedperf.results.store import CELL_SCHEMA
 from embedperf.runners.harness import truncate_and_normalize
-from embedperf.runners.registry import Runtime
+from embedperf.runners.registry import RUNTIMES, Runtime
 from embedperf.spec import RunSpec
 from embedperf.workload import text as workload
 
@@ -99,7 +102,7 @@ def _max(values: list[float | None]) -> float | None:
 
 def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision: str, x: Shape, cell_id: str,
                   status: str, reason: str | None, forks: list[ForkRecord], load: Load | None = None,
-                  reference: Path | None = None) -> dict:
+                  reference: Path | None = None, accuracy: dict | None = None) -> dict:
     """The self-describing document of one cell, from its fork records (none for a cell that never ran)."""
     spec, choice, run = plan.spec, plan.choice, facts.spec
     manifest = plan.prepared.manifest if plan.prepared else {}
@@ -164,6 +167,14 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
         failed = parity_failure(doc["parity"], precision)
         if failed:
             doc["status"], doc["reason"] = "failed", failed
+    if accuracy is not None and not runtime.is_null:
+        # the cost of this precision on a corpus of real sentences (cosine only for twins): one pass per
+        # (runtime, precision), shared by its cells
+        doc["accuracy"] = accuracy
+        if accuracy.get("error"):
+            doc["warnings"].append(f"accuracy: {accuracy['error']}")
+        elif accuracy.get("below_floor") and doc["status"] == "ok":
+            doc["status"], doc["reason"] = "failed", f"accuracy: {accuracy['below_floor']}"
     return doc
 
 
@@ -226,15 +237,17 @@ def summarise(doc: dict, facts: RunFacts, plan: ModelPlan, runtime: Runtime, pre
 def work_of(facts: RunFacts, plan: ModelPlan, precision: str, x: Shape, summary: dict, found: dict) -> dict:
     """FLOPs per call (or pass), achieved GFLOP/s and the share of this machine's measured peak."""
     run = facts.spec
-    peak = (facts.profile or {}).get("peak_gflops") if (run.device == "cpu" and precision == "fp32") else None
+    # the ceiling of this cell's own precision and device (None where none was measured: no share)
+    peak = calibrate.peak_for(facts.profile, precision, run.device)
     if x.order:
         work = corpus_work(plan.spec, plan.choice.source, found.get("batch_shapes") or [], summary["pass_median_s"],
                            peak)
     else:
         work = cell_work(plan.spec, plan.choice.source, x.batch, x.seq, summary["median_ms"], peak, x.modality)
     if facts.profile:
-        work["machine_profile"] = {k: facts.profile.get(k) for k in ("peak_gflops", "bandwidth_gbs")}
-        work["machine_profile"]["id"] = facts.profile["fingerprint"]["id"]
+        work["machine_profile"] = {"peak_gflops": peak, "precision": precision,
+                                   "bandwidth_gbs": facts.profile.get("bandwidth_gbs"),
+                                   "id": facts.profile["fingerprint"]["id"]}
     return work
 
 
@@ -327,28 +340,82 @@ def compare_output(path: str | None, ref, leading_rows: bool = False) -> dict:
 
 
 def parity_failure(p: dict, precision: str) -> str | None:
-    """Why a cell's parity fails it, or None."""
+    """Why a cell's parity fails it, or None: fp32 below min cosine 0.9999, a reduced precision below its
+    floor (measure/parity.py FLOORS, docs/precision.md)."""
     if p.get("error"):
         return f"parity: {p['error']}"
     if precision == "fp32" and not (p["min_cosine"] >= parity.FP32_MIN_COSINE):
         return f"parity: min cosine {p['min_cosine']:.6f} < {parity.FP32_MIN_COSINE}"
-    return None
+    below = parity.below_floor(precision, p)
+    return f"parity: {below}" if below else None
 
 
-def zero_shot(docs: dict[str, dict], references: dict[str, Path], logits: dict) -> dict | None:
-    """Text x image probabilities from a runtime's own embeddings against the reference's, for every fork
-    both towers ran; the worst fork's result, with each fork's max |Δp|."""
-    forks = {m: {f["fork"]: f.get("embeddings") for f in d["forks"] if f.get("status") == "ok"}
-             for m, d in docs.items()}
-    common = sorted(set(forks["text"]) & set(forks["image"]))
-    if not common:
+def zero_shot(image_doc: dict, captions: str, ref_captions: Path, ref_image: Path, logits: dict,
+              precision: str) -> dict | None:
+    """Every image of a runtime's image cell scored against the fixed captions, with its own caption pass's
+    embeddings, against the same from the reference; the worst fork's result, with each fork's max |Δp|."""
+    images = [f.get("embeddings") for f in image_doc["forks"] if f.get("status") == "ok" and f.get("embeddings")]
+    if not images:
         return None
-    ref_text = load_file(str(references["text"]))["sentence_embedding"]
-    ref_image = load_file(str(references["image"]))["sentence_embedding"]
-    results = []
-    for f in common:
-        results.append(parity.zero_shot(load_file(forks["text"][f])["sentence_embedding"],
-                                        load_file(forks["image"][f])["sentence_embedding"], ref_text, ref_image,
-                                        logits["scale"], logits.get("bias"), logits["rule"]))
+    text = load_file(captions)["sentence_embedding"]
+    ref_text = load_file(str(ref_captions))["sentence_embedding"]
+    ref_images = load_file(str(ref_image))["sentence_embedding"]
+    results = [parity.zero_shot(text, load_file(path)["sentence_embedding"], ref_text, ref_images, logits["scale"],
+                                logits.get("bias"), logits["rule"], precision) for path in images]
     worst = max(results, key=lambda r: r["max_abs_prob_diff"])
     return {**worst, "forks_max_abs_prob_diff": [r["max_abs_prob_diff"] for r in results]}
+
+
+class Accuracy:
+    """The accuracy pass of each (runtime, precision) of one model: when to ask a runner for it, and its result.
+
+    A text model's pass embeds a corpus of real sentences once (measure/accuracy.py: cosine, recall@10,
+    Spearman against the fp32 reference's pass); a tower model's text pass embeds the fixed zero-shot
+    captions, which the zero-shot check scores every image against. One pass per (runtime, precision),
+    in its first fork; the result is kept under forks/accuracy/ so a resumed run does not run it again.
+    """
+
+    def __init__(self, run_dir: Path, plan: ModelPlan, load: Load | None, reference: Path | None):
+        self.run_dir, self.plan, self.load, self.reference = run_dir, plan, load, reference
+        self.asked: set[tuple[str, str]] = set()
+
+    def _name(self, runtime: str, precision: str) -> str:
+        return f"{self.plan.spec.slug}__{self.plan.choice.source}__{runtime}__{precision}__accuracy"
+
+    def of(self, runtime: str, precision: str) -> dict | None:
+        """The stored result of a (runtime, precision), or None."""
+        path = self.run_dir / "forks" / "accuracy" / f"{self._name(runtime, precision)}.json"
+        try:
+            return json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def wanted(self, job) -> tuple[Load, Path] | None:
+        """(corpus, embeddings path) when this runner process should make the pass, else None."""
+        key = (job.runtime, job.precision)
+        if (self.load is None or self.reference is None or RUNTIMES[job.runtime].is_null or job.modality != "text"
+                or key in self.asked or self.of(*key) is not None):
+            return None
+        self.asked.add(key)
+        return self.load, self.run_dir / "embeddings" / f"{self._name(*key)}.safetensors"
+
+    def record(self, job, entry: dict | None, measured: bool) -> None:
+        """Score the pass a runner made (its shape entry, None when it failed) and keep the result.
+
+        `measured`: whether the runner timed its shapes. One that refused or failed them has no accuracy
+        to report (its cells say why), and nothing is kept."""
+        if entry is None and not measured:
+            return
+        if entry is None:
+            result = {"error": "the accuracy pass failed (see the runner's log)"}
+        elif self.plan.spec.multimodal:
+            result = {"captions_embeddings": entry["embeddings"], "captions": self.load.facts.get("captions")}
+        else:
+            fed = load_file(entry["embeddings"])["sentence_embedding"]
+            ref = load_file(str(self.reference))["sentence_embedding"]
+            order = load_file(str(self.load.path))["order"]
+            result = corpus_accuracy(fed, ref, order, bool(self.load.facts.get("real_text")), job.precision)
+            result["corpus"] = {k: v for k, v in self.load.facts.items() if k != "texts_sha256"}
+        path = self.run_dir / "forks" / "accuracy" / f"{self._name(job.runtime, job.precision)}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, result)

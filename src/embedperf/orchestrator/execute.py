@@ -18,11 +18,12 @@ from embedperf.models.sources import SourceError, locate
 from embedperf.orchestrator.plan import ForkJob, Load, ModelPlan, Shape, corpus_lengths
 from embedperf.paths import models_dir, workloads_dir
 from embedperf.prepare import PrepareError, ensure_prepared
+from embedperf.prepare.cache import format_for
 from embedperf.protocol import PROTOCOL_VERSION, write_json_atomic
 from embedperf.runners.launch import launch
 from embedperf.runners.registry import RUNTIMES, Runtime
 from embedperf.spec import RunSpec
-from embedperf.workload import captions, corpus
+from embedperf.workload import captions, corpus, sentences
 from embedperf.workload import image as image_workload
 from embedperf.workload import text as workload
 
@@ -55,6 +56,15 @@ class ForkRecord:
     @classmethod
     def from_dict(cls, d: dict) -> "ForkRecord":
         return cls(**d)
+
+
+ACCURACY_ITEMS_WITHOUT_TEXT = 64  # twins: seeded ids and random weights give cosine only, no need for 512 rows
+
+
+def accuracy_entry(load: Load, embeddings: Path) -> dict:
+    """The request's shape entry of one untimed pass over an accuracy corpus (protocol: scenario accuracy)."""
+    return {"batch": int(load.facts["batch"]), "seq": int(load.facts.get("longest") or 0) or 1,
+            "workload": str(load.path), "embeddings": str(embeddings), "scenario": "accuracy"}
 
 
 def label_mismatch(asked: str, settings: dict) -> str | None:
@@ -120,11 +130,29 @@ class Executor:
         w = workload.ensure(spec, source, x.batch, x.seq, workloads_dir())
         return Load(w.path, {})
 
-    def reference_pass(self, plan: ModelPlan, loads: dict[Shape, Load]) -> dict[Shape, Path]:
-        """PyTorch fp32, eager attention, one call (or one corpus pass) per shape; cached beside the prepared model."""
+    def accuracy_workload(self, plan: ModelPlan) -> Load:
+        """What an accuracy pass embeds once per (runtime, precision): real sentences through the model's own
+        tokenizer for a text model (seeded ids, fewer, for twins: cosine only), the fixed zero-shot captions
+        for a text tower."""
+        spec, source = plan.spec, plan.choice.source
+        folder = plan.located.folder if plan.located else None
+        if spec.multimodal:
+            w = captions.zero_shot_set(spec, source, folder, workloads_dir())
+        else:
+            real = sentences.has_tokenizer(folder)
+            w = sentences.ensure(spec, source, folder, workloads_dir(),
+                                 items=sentences.DEFAULT_ITEMS if real else ACCURACY_ITEMS_WITHOUT_TEXT,
+                                 corpus_file=Path(self.spec.accuracy_corpus) if self.spec.accuracy_corpus else None)
+        return Load(w.path, w.facts)
+
+    def reference_pass(self, plan: ModelPlan, loads: dict[Shape, Load],
+                       accuracy: Load | None = None) -> tuple[dict[Shape, Path], Path | None]:
+        """PyTorch fp32, eager attention, one call (or one corpus pass) per shape, and one pass over the accuracy
+        corpus; cached beside the prepared model. Returns each shape's reference and the accuracy corpus'."""
         folder = plan.prepared.folder / "references"
         folder.mkdir(exist_ok=True)
         out: dict[Shape, Path] = {}
+        accuracy_ref = folder / f"{accuracy.path.parent.name}_{accuracy.path.stem}.safetensors" if accuracy else None
         for modality in dict.fromkeys(x.modality for x in loads):
             mine = {x: w for x, w in loads.items() if x.modality == modality}
             missing = []
@@ -133,6 +161,8 @@ class Executor:
                 out[x] = path
                 if not path.exists():
                     missing.append(self.shape_entry(x, w, path))
+            if accuracy_ref and modality == "text" and not accuracy_ref.exists():
+                missing.append(accuracy_entry(accuracy, accuracy_ref))
             if len(missing) < len(mine):
                 self.say(f"reference: reusing the cached PyTorch fp32 reference for {len(mine) - len(missing)} "
                          f"{modality} shape(s)")
@@ -143,7 +173,8 @@ class Executor:
                                  self.spec.timing.load_timeout + len(missing) * 1200, None, thread_env(self.threads))
                 if outcome.returncode != 0:
                     self.say(f"warning: the reference pass failed: {outcome.why()} (log {outcome.log})")
-        return {k: v for k, v in out.items() if v.exists()}
+        return {k: v for k, v in out.items() if v.exists()}, accuracy_ref if accuracy_ref and accuracy_ref.exists() \
+            else None
 
     # -- requests ----------------------------------------------------------------------
     @staticmethod
@@ -159,8 +190,12 @@ class Executor:
         if runtime.artifact == "none":
             artifact = {"format": "none", "path": ""}
         else:
-            artifact = {"format": runtime.artifact, "path": str(plan.prepared.artifact_path(runtime.artifact, modality)),
-                        "sha256": plan.prepared.artifact_sha256(runtime.artifact, modality)}
+            prepared = plan.prepared
+            artifact = {"format": runtime.artifact,
+                        "path": str(prepared.artifact_path(runtime.artifact, modality, precision)),
+                        "sha256": prepared.artifact_sha256(runtime.artifact, modality, precision)}
+            if format_for(runtime.artifact, precision) != runtime.artifact:
+                artifact["precision"] = precision  # a quantized file: the runner checks its graph says so
             if runtime.name == "torch":
                 artifact["attention"] = "eager" if reference else "sdpa"
         timing = ({"warmup": 0, "min_calls": 1, "min_seconds": 0.0, "max_seconds": 1e-9, "target_ci": None}
@@ -186,8 +221,13 @@ class Executor:
 
     # -- one fork ----------------------------------------------------------------------
     def run_fork(self, plan: ModelPlan, job: ForkJob, position: int, loads: dict[Shape, Load],
-                 cell_ids: dict[Shape, str]) -> dict[Shape, ForkRecord]:
-        """Launch one runner process for `job` and record, per shape, what it produced; written to disk."""
+                 cell_ids: dict[Shape, str], accuracy: tuple[Load, Path] | None = None
+                 ) -> tuple[dict[Shape, ForkRecord], dict | None]:
+        """Launch one runner process for `job` and record, per shape, what it produced; written to disk.
+
+        With `accuracy` (the corpus and where its embeddings go) the runner also makes one untimed pass over
+        that corpus after the timed shapes; its shape entry is returned beside the records (None if it failed).
+        """
         runtime = RUNTIMES[job.runtime]
         emb_dir = self.run_dir / "embeddings"
         emb_dir.mkdir(exist_ok=True)
@@ -197,6 +237,8 @@ class Executor:
             if not runtime.is_null:  # the first call's output too: a runtime whose answers change after warm-up
                 entry["first_embeddings"] = str(emb_dir / f"{cell_ids[x]}.f{job.fork}.first.safetensors")
             entries.append(entry)
+        if accuracy:
+            entries.append(accuracy_entry(*accuracy))
         request = self.request(plan, runtime, entries, job.modality, precision=job.precision)
         t = self.spec.timing
         # a corpus pass is never cut short: give it room beyond the time cap
@@ -239,4 +281,6 @@ class Executor:
             path.parent.mkdir(parents=True, exist_ok=True)
             write_json_atomic(path, rec.to_dict())
             records[x] = rec
-        return records
+        extra = reported[len(job.shapes)] if accuracy and len(reported) > len(job.shapes) else None
+        return records, extra if extra and extra.get("status") == "ok" and extra.get("scenario") == "accuracy" \
+            else None

@@ -21,6 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 from embedperf.measure.stoprule import CheckSchedule
 from embedperf.protocol import PROTOCOL_VERSION, write_json_atomic
+from embedperf.runners.refusal import Unsupported
 
 
 INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values")
@@ -89,14 +90,6 @@ def loop_peak(reset: bool, reading: float | None) -> tuple[float | None, str]:
     if reading is None:
         return None, MEMORY_NO_HWM
     return reading, MEMORY_RESET
-
-
-class Unsupported(Exception):
-    """Raised by an engine's load when it cannot run what was asked natively (e.g. a precision).
-
-    The harness writes it as error {kind: "unsupported", message} and exits 1; the
-    orchestrator turns that into a `skipped` cell with the message as its reason.
-    """
 
 
 def truncate_and_normalize(x: np.ndarray, dim: int) -> np.ndarray:

@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from embedperf.runners.harness import Unsupported
+from embedperf.runners.refusal import Unsupported
 
 # Operators that only a quantized graph holds (ONNX and com.microsoft), plus every QLinear* op.
 QUANTIZED_OPS = frozenset({

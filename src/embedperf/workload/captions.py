@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from embedperf.models.registry import ModelSpec
 from embedperf.workload.text import Workload
@@ -76,13 +76,7 @@ def encode(spec: ModelSpec, folder: Path, captions: list[str]) -> dict[str, np.n
 def ensure(spec: ModelSpec, folder: Path, batch: int, root: Path) -> Workload:
     """The caption workload for one batch (captions cycled when the batch is larger than the list)."""
     captions = [CAPTIONS[i % len(CAPTIONS)] for i in range(batch)]
-    files = sorted(p for p in folder.iterdir() if p.name.startswith(("tokenizer", "vocab", "merges", "spiece",
-                                                                     "special_tokens")))
-    digest = hashlib.sha256()
-    for p in files:
-        digest.update(p.name.encode())
-        digest.update(p.read_bytes())
-    key = hashlib.sha256(json.dumps([spec.name, digest.hexdigest(), CAPTIONS]).encode()).hexdigest()[:16]
+    key = hashlib.sha256(json.dumps([spec.name, _tokenizer_digest(folder), CAPTIONS]).encode()).hexdigest()[:16]
     path = root / f"captions-{key}" / f"b{batch}_s{spec.max_length}.safetensors"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -90,3 +84,44 @@ def ensure(spec: ModelSpec, folder: Path, batch: int, root: Path) -> Workload:
         save_file(encode(spec, folder, captions), str(tmp), metadata={"captions": json.dumps(captions)})
         tmp.replace(path)
     return Workload(batch, spec.max_length, path)
+
+
+ZERO_SHOT_VERSION = 1
+
+
+def zero_shot_set(spec: ModelSpec, source: str, folder: Path | None, root: Path):
+    """The fixed caption set every image is scored against, as a one-batch corpus (the accuracy scenario's
+    format): the eight captions through the model's tokenizer when the snapshot has one, else eight seeded
+    token rows of the tower's length (twins: random weights, the check compares logits only).
+
+    A fixed set keeps the zero-shot check meaningful at every image batch: with one caption per image, a
+    batch of one scores one caption against one image and its probability is always 1.
+    """
+    from embedperf.workload import corpus
+    from embedperf.workload import text as seeded
+
+    length = spec.length_limit(source)
+    if folder is not None:  # real weights come with their tokenizer (as the caption workloads assume)
+        encoded = encode(spec, folder, list(CAPTIONS))
+        kind, ident = "captions", hashlib.sha256(json.dumps([_tokenizer_digest(folder), CAPTIONS]).encode())
+    else:
+        encoded = {k: v for k, v in load_file(seeded.ensure(spec, source, len(CAPTIONS), length, root).path).items()}
+        kind, ident = "seeded token ids", hashlib.sha256(json.dumps([spec.name, source, length]).encode())
+    rows = [encoded["input_ids"][i, :int(encoded["lengths"][i])] for i in range(len(CAPTIONS))]
+    tensors = corpus.pack(rows, spec.token_scheme(source).pad, len(rows), sort=False, width=length)
+    ident.update(str(ZERO_SHOT_VERSION).encode())
+    path = root / f"zero-shot-{ident.hexdigest()[:16]}" / f"captions_b{len(rows)}.safetensors"
+    if not path.exists():
+        corpus.write_corpus(path, tensors, metadata={"kind": kind})
+    facts = {"kind": kind, "real_text": kind == "captions", "items": len(rows), "batch": len(rows), "longest": length,
+             "captions": list(CAPTIONS) if kind == "captions" else None}
+    return corpus.CorpusWorkload(path, facts)
+
+
+def _tokenizer_digest(folder: Path) -> str:
+    """A hash of the snapshot's tokenizer files: a workload made with them is keyed by it."""
+    digest = hashlib.sha256()
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.name.startswith(("tokenizer", "vocab", "merges", "spiece", "special_tokens")):
+            digest.update(p.name.encode() + p.read_bytes())
+    return digest.hexdigest()
