@@ -38,7 +38,12 @@ def test_tower_cells_say_what_they_ran(model, matrix):
     assert doc["spec"]["workload"]["kind"] == "images"
     assert doc["spec"]["workload"]["images"][0].startswith("skimage:")
     assert doc["zero_shot"]["rule"] == ("softmax" if "clip" in model else "sigmoid")
-    assert doc["zero_shot"]["captions"] == doc["zero_shot"]["images"] == 3
+    assert doc["zero_shot"]["captions"] == 8 and doc["zero_shot"]["images"] == 3  # a fixed caption set
+    one = json.loads(next(run_dir.glob("*__onnxruntime-python__*__image__b1__s224.json")).read_text())
+    # a batch of one image is scored against the eight captions too: before, one caption against one image
+    # gave a probability of 1 whatever the runtime computed
+    assert one["zero_shot"]["captions"] == 8 and one["zero_shot"]["images"] == 1
+    assert one["zero_shot"]["max_abs_logit_diff"] > 0  # logits were compared, not a constant
     # an image tower's graph is its own file, smaller than the two towers together
     assert 0 < doc["model"]["size_on_disk_bytes"]
     text = json.loads(next(run_dir.glob("*__onnxruntime-python__*__text__b3__s*.json")).read_text())

@@ -181,7 +181,7 @@ def test_multimodal_cells_get_towers_side_by_side():
            "preprocess ms/image | preprocess ms/batch | zero-shot max Δp |" in section
     row = next(x for x in section.splitlines() if "| onnxruntime-python | 8 |" in x)
     assert "| ok | 2000.0 | 400.0 | 4.000 | 20.000 | 2.500 | 3.250 | 26.500 | 1.50e-05 | 100% |" in row
-    assert "each batch's captions × its images (the same batch size), softmax probabilities" in section
+    assert "each image of the batch against a fixed set of 8 captions, softmax probabilities" in section
     assert "Throughput scenario" not in md
     page = render_html(cells)
     assert '<section id="multimodal">' in page and '<td class="num">1.50e-05</td>' in page

@@ -235,9 +235,14 @@ def zero_shot_note(rows: list[dict]) -> str | None:
     r = next((r for r in rows if r.get("zero_shot_max_abs_prob_diff") is not None), None)
     if r is None:
         return None
-    what = "each batch's captions × its images (the same batch size), "
+    captions = r.get("zero_shot_captions")
+    what = f"each image of the batch against a fixed set of {captions or 'the'} captions, "
     rule = f"{r['zero_shot_rule']} probabilities" if r.get("zero_shot_rule") else "probabilities"
-    limit = f"; a cell fails above {r['zero_shot_limit']:g}" if r.get("zero_shot_limit") is not None else ""
+    limits = {}
+    for row in rows:
+        if row.get("zero_shot_limit") is not None:
+            limits.setdefault(row.get("precision") or "fp32", row["zero_shot_limit"])
+    limit = ("; a cell fails above " + ", ".join(f"{v:g} ({k})" for k, v in limits.items())) if limits else ""
     return (f"zero-shot: {what}{rule} from the runtime's own text and image embeddings against those of the "
             f"PyTorch fp32 eager reference (max |Δp|){limit}")
 
