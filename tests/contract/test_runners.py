@@ -17,7 +17,7 @@ MINILM = ("sentence-transformers/all-MiniLM-L6-v2", "package")
 
 
 def runner_result(run_dir, runtime):
-    files = [p for p in (run_dir / "work").glob(f"*__{runtime}__f0.result.json")]
+    files = [p for p in (run_dir / "work").glob(f"*__{runtime}__fp32__f0.result.json")]
     assert files, f"no result file for {runtime}"
     return json.loads(files[0].read_text()), json.loads(files[0].with_name(
         files[0].name.replace(".result.", ".request.")).read_text())
@@ -36,7 +36,17 @@ def test_runner_honours_the_protocol(runtime, matrix):
     assert result["device"]["used"] == "cpu"
     assert result["error"] is None and result["load_s"] >= 0
     assert [(s["batch"], s["seq"]) for s in result["shapes"]] == [(s["batch"], s["seq"]) for s in request["shapes"]]
-    for shape, asked in zip(result["shapes"], request["shapes"]):
+    timed = [(shape, asked) for shape, asked in zip(result["shapes"], request["shapes"])
+             if asked.get("scenario") != "accuracy"]
+    passes = [(shape, asked) for shape, asked in zip(result["shapes"], request["shapes"])
+              if asked.get("scenario") == "accuracy"]
+    # a real runtime's first process also makes one untimed pass over the accuracy corpus, after its shapes
+    assert len(passes) == (0 if runtime.startswith("null") else 1)
+    for shape, asked in passes:
+        assert shape["status"] == "ok" and shape["stop_rule"] == "single_pass", shape.get("error")
+        out = load_file(asked["embeddings"])["sentence_embedding"]
+        assert out.shape[0] == shape["items"] and np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
+    for shape, asked in timed:
         assert shape["status"] == "ok", shape.get("error")
         samples = shape["samples_ns"]
         assert len(samples) >= request["timing"]["min_calls"] and all(s > 0 for s in samples)
