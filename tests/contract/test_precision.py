@@ -166,3 +166,23 @@ def test_onnxruntime_applies_the_requests_session_config(runtime, tiny):
     code, result, _ = run_runner(runtime, tiny, "fp32", "onnx", f"{runtime}-affinity-bad", intra_op=2,
                                  onnxruntime={"session_config": {key: "1;2"}})
     assert code == 1 and result["error"]["kind"] == "load" and "affinities" in result["error"]["message"]
+
+
+@pytest.mark.parametrize("precision, dtype", [("bf16", "bf16"), ("fp16", "f16"), ("int8", "f32")])
+def test_candle_runs_bf16_fp16_and_int8_natively_and_says_how(precision, dtype, tiny):
+    require_runtime("candle")
+    code, fp32, out32 = run_runner("candle", tiny, "fp32", "reference", "candle-fp32")
+    assert code == 0 and fp32["settings"]["precision"] == "fp32" and fp32["settings"]["dtype"] == "f32", fp32
+    code, result, out = run_runner("candle", tiny, precision, "reference", f"candle-{precision}")
+    assert code == 0 and result["error"] is None and result["shapes"][0]["status"] == "ok", result
+    settings = result["settings"]
+    assert settings["precision"] == precision and settings["dtype"] == dtype  # read back from the loaded weights
+    assert settings["compute"]
+    if precision == "int8":
+        # the tiny MiniLM: 2 blocks of q, k, v, attention output, intermediate, output
+        assert settings["quantized_linear_layers"] == 12
+        assert settings["quantization"] == "q8_0 weights quantized at load, 12 linear layers"
+    assert not np.array_equal(out, out32), f"candle {precision} gave its fp32 output bit for bit"
+    cosine = min_cosine(out, out32)
+    print(f"candle {precision} vs fp32 min cosine {cosine:.6f}")
+    assert cosine > 0.99

@@ -16,21 +16,22 @@
 //! - GQA without copying k/v: q `[B, KV, rep * S, D]` against k `[B, KV, S, D]`
 //!   (head `h` uses kv head `h / rep`, as transformers' `repeat_kv`).
 //! - gate and up projections (and q, k, v) are fused into one matmul each.
+//! - precision ([`crate::precision`]): weights, norms and activations at the
+//!   model's dtype; for int8 the four linear layers per block are Q8_0 [`Linear`]s.
 
 use candle_core::{DType, Device, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::config::DecoderConfig;
+use crate::linear::Linear;
 use crate::masks::Pattern;
 
 struct Layer {
     pattern: Pattern,
     rope: usize,
-    /// `[(H + 2 KV) * D, hidden]`: q, k, v projections stacked.
-    wqkv: Tensor,
-    bqkv: Option<Tensor>,
-    wo: Tensor,
-    bo: Option<Tensor>,
+    /// `[(H + 2 KV) * D, hidden]`: q, k, v projections stacked (with their biases).
+    wqkv: Linear,
+    wo: Linear,
     /// q-norm scale with the attention scale folded in.
     q_alpha: Tensor,
     k_alpha: Tensor,
@@ -42,8 +43,8 @@ struct Layer {
     /// Gemma3 only: norm of the MLP output before the residual add.
     post_ff_norm: Option<Tensor>,
     /// `[2 * intermediate, hidden]`: gate and up stacked.
-    w_gate_up: Tensor,
-    w_down: Tensor,
+    w_gate_up: Linear,
+    w_down: Linear,
 }
 
 pub struct Decoder {
@@ -54,22 +55,14 @@ pub struct Decoder {
     device: Device,
 }
 
-/// `x [N, in] -> [N, out]`, `w [out, in]` as torch's `nn.Linear`.
-pub(crate) fn linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
-    let y = x.matmul(&w.t()?)?;
-    match b {
-        Some(b) => y.broadcast_add(b),
-        None => Ok(y),
-    }
-}
-
 fn rms_norm(x: &Tensor, alpha: &Tensor, eps: f64) -> Result<Tensor> {
     candle_nn::ops::rms_norm(x, alpha, eps as f32)
 }
 
 impl Decoder {
-    /// `vb` points at the model root (holding `embed_tokens`, `layers`, `norm`).
-    pub fn load(cfg: DecoderConfig, vb: VarBuilder) -> Result<Self> {
+    /// `vb` points at the model root (holding `embed_tokens`, `layers`, `norm`),
+    /// at the model's dtype; `quantize`: the linear layers become Q8_0.
+    pub fn load(cfg: DecoderConfig, vb: VarBuilder, quantize: bool) -> Result<Self> {
         let device = vb.device().clone();
         let (h, kv, d, hid, inter) = (
             cfg.num_heads,
@@ -112,7 +105,8 @@ impl Decoder {
             } else {
                 (None, None)
             };
-            let wo = av.pp("o_proj").get((hid, h * d), "weight")?;
+            let wqkv = Linear::new(wqkv, bqkv, quantize)?.fused(3);
+            let wo = Linear::new(av.pp("o_proj").get((hid, h * d), "weight")?, bo, quantize)?;
             let q_alpha = norm_w(av.pp("q_norm"), d, cfg.attn_scale)?;
             let k_alpha = norm_w(av.pp("k_norm"), d, 1.0)?;
             let input_norm = norm_w(lv.pp("input_layernorm"), hid, 1.0)?;
@@ -132,15 +126,13 @@ impl Decoder {
             let mv = lv.pp("mlp");
             let gate = mv.pp("gate_proj").get((inter, hid), "weight")?;
             let up = mv.pp("up_proj").get((inter, hid), "weight")?;
-            let w_gate_up = Tensor::cat(&[&gate, &up], 0)?;
-            let w_down = mv.pp("down_proj").get((hid, inter), "weight")?;
+            let w_gate_up = Linear::new(Tensor::cat(&[&gate, &up], 0)?, None, quantize)?.fused(2);
+            let w_down = Linear::new(mv.pp("down_proj").get((hid, inter), "weight")?, None, quantize)?;
             layers.push(Layer {
                 pattern: spec.pattern,
                 rope: spec.rope,
                 wqkv,
-                bqkv,
                 wo,
-                bo,
                 q_alpha,
                 k_alpha,
                 input_norm,
@@ -232,7 +224,7 @@ impl Decoder {
         let cfg = &self.cfg;
         let (h, kv, d) = (cfg.num_heads, cfg.num_kv_heads, cfg.head_dim);
         let rep = h / kv;
-        let qkv = linear(x, &layer.wqkv, layer.bqkv.as_ref())?.reshape((b, s, h + 2 * kv, d))?;
+        let qkv = layer.wqkv.forward(x)?.reshape((b, s, h + 2 * kv, d))?;
         let q = qkv.narrow(2, 0, h)?.contiguous()?;
         let k = qkv.narrow(2, h, kv)?.contiguous()?;
         let v = qkv.narrow(2, h + kv, kv)?;
@@ -259,13 +251,13 @@ impl Decoder {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((b * s, h * d))?;
-        linear(&ctx, &layer.wo, layer.bo.as_ref())
+        layer.wo.forward(&ctx)
     }
 
     fn mlp(&self, x: &Tensor, layer: &Layer) -> Result<Tensor> {
-        let gu = linear(x, &layer.w_gate_up, None)?;
+        let gu = layer.w_gate_up.forward(x)?;
         let a = crate::kernels::gated_act(&gu, self.cfg.act)?;
-        linear(&a, &layer.w_down, None)
+        layer.w_down.forward(&a)
     }
 
     pub fn device(&self) -> &Device {
@@ -274,5 +266,14 @@ impl Decoder {
 
     pub fn dtype(&self) -> DType {
         self.embed.dtype()
+    }
+
+    /// How many of the model's linear layers (q, k, v, o, gate, up, down per
+    /// block) hold Q8_0 weights.
+    pub fn quantized_linears(&self) -> usize {
+        self.layers
+            .iter()
+            .map(|l| [&l.wqkv, &l.wo, &l.w_gate_up, &l.w_down].iter().map(|w| w.quantized_parts()).sum::<usize>())
+            .sum()
     }
 }

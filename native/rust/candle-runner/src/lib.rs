@@ -17,20 +17,29 @@
 //! - `clip`, `siglip` (pooling `tower`, text or image per `model.modality`):
 //!   candle-transformers' `clip` / `siglip` stacks built from config.json, with
 //!   the pooling and projection each family defines ([`towers`]).
+//!
+//! Precisions ([`precision`]): fp32; bf16 and fp16 (weights and activations
+//! at that dtype; BERT and XLM-R then run the encoder written here, [`bert`]);
+//! int8 (Q8_0 linear layers through candle's quantized matmul, [`linear`]) for
+//! the text families. What cannot run natively is refused ([`Refused`]).
 
+pub mod bert;
 pub mod config;
 pub mod decoder;
 pub mod device;
 pub mod encoders;
 pub mod kernels;
+pub mod linear;
 pub mod masks;
 pub mod model;
 pub mod pooling;
+pub mod precision;
 pub mod rope;
 pub mod towers;
 
 pub use config::Modality;
-pub use model::{EmbeddingModel, Family, ModelSpec, Pooling};
+pub use model::{EmbeddingModel, Family, ModelSpec, Pooling, Refused};
+pub use precision::Precision;
 
 /// Version of the candle-core crate this binary was built against.
 pub const CANDLE_VERSION: &str = "0.11.1";

@@ -1,14 +1,16 @@
 //! `embedperf-candle`: the Candle runner (protocol v1).
 //!
 //! Loads a `reference` artifact into the native candle models of this crate
-//! (float32, CPU or CUDA) and hands them to the protocol harness.
+//! (fp32, bf16, fp16, or int8 through Q8_0 linear layers; CPU or CUDA) and
+//! hands them to the protocol harness. A precision a model cannot run
+//! natively is refused (error kind `unsupported`).
 
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context};
-use candle_runner::{device, EmbeddingModel, Family, Modality, ModelSpec, Pooling, CANDLE_VERSION};
-use embedperf_protocol::{run, Batch, DeviceInfo, Embeddings, Engine, Framework, Request};
+use anyhow::bail;
+use candle_runner::{device, EmbeddingModel, Family, Modality, ModelSpec, Pooling, Precision, Refused, CANDLE_VERSION};
+use embedperf_protocol::{run, Batch, DeviceInfo, Embeddings, Engine, Framework, Request, Unsupported};
 
 struct CandleEngine {
     model: EmbeddingModel,
@@ -45,12 +47,7 @@ impl Engine for CandleEngine {
                 request.artifact.format
             );
         }
-        if request.precision != "fp32" {
-            bail!(
-                "embedperf-candle runs fp32 only (requested {:?})",
-                request.precision
-            );
-        }
+        let precision = Precision::parse(&request.precision)?;
         let spec = ModelSpec {
             family: Family::parse(&request.model.family)?,
             pooling: Pooling::parse(&request.model.pooling)?,
@@ -59,8 +56,13 @@ impl Engine for CandleEngine {
             modality: Modality::parse(request.model.modality.as_deref())?,
         };
         let (dev, used) = device::select(&request.device)?;
-        let model = EmbeddingModel::load(Path::new(&request.artifact.path), spec, &dev)
-            .with_context(|| format!("loading {}", request.artifact.path))?;
+        let model = match EmbeddingModel::load(Path::new(&request.artifact.path), spec, &dev, precision) {
+            Ok(m) => m,
+            Err(e) => match e.downcast_ref::<Refused>() {
+                Some(r) => return Err(Unsupported::new(r.0.clone()).into()),
+                None => return Err(e.context(format!("loading {}", request.artifact.path))),
+            },
+        };
         let output_dim = model.output_dim();
         if output_dim != request.model.output_dim {
             // The harness checks every call's width against output_dim: fail here,
@@ -120,13 +122,24 @@ impl Engine for CandleEngine {
     }
 
     fn settings(&self) -> serde_json::Value {
-        serde_json::json!({
+        let precision = self.model.precision();
+        let device = self.model.device();
+        let mut settings = serde_json::json!({
             "intra_op_threads": self.rayon_threads,
             "rayon_global_pool_built": self.rayon_pool_built,
             "candle_matmul_threads": candle_core::utils::get_num_threads(),
             "candle_elementwise_threads": std::env::var("CANDLE_NUM_THREADS").ok(),
-            "dtype": "f32",
-        })
+            "precision": precision.name(),
+            // read back from the loaded weights
+            "dtype": format!("{:?}", self.model.weights_dtype()).to_lowercase(),
+            "compute": precision.evidence(device),
+        });
+        if precision.quantized() {
+            let n = self.model.quantized_linears();
+            settings["quantized_linear_layers"] = n.into();
+            settings["quantization"] = format!("q8_0 weights quantized at load, {n} linear layers").into();
+        }
+        settings
     }
 }
 

@@ -8,12 +8,32 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde_json::Value;
 
+use crate::bert::{BertEncoder, Positions};
+use crate::config::Modality;
 use crate::decoder::Decoder;
 use crate::encoders::{Bert, XlmRoberta};
-use crate::config::Modality;
+use crate::linear::{Linear, Q8_BLOCK};
 use crate::masks::{attention_bias, device_bias};
+use crate::precision::{bias_at, Precision};
 use crate::towers::{Tower, TowerFamily};
 use crate::{config, pooling};
+
+/// A refusal: this model cannot run natively at the requested precision (the
+/// runner reports it as error kind `unsupported`, the cell is skipped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+fn refuse<T>(why: String) -> Result<T> {
+    Err(Refused(why).into())
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
@@ -84,20 +104,53 @@ pub struct ModelSpec {
 }
 
 enum Backbone {
+    /// candle-transformers' BERT (float32).
     Bert(Bert),
+    /// candle-transformers' XLM-R (float32).
     Xlmr(XlmRoberta),
+    /// BERT / XLM-R written here (bf16, fp16, int8).
+    Encoder(BertEncoder),
     Decoder(Decoder),
     Tower(Tower),
 }
 
 pub struct EmbeddingModel {
     spec: ModelSpec,
+    precision: Precision,
     backbone: Backbone,
-    heads: Vec<Tensor>,
+    heads: Vec<Linear>,
     device: Device,
     hidden_size: usize,
-    /// Rope tables per sequence length (decoder families).
+    /// Rope tables per sequence length (decoder families), at the model's dtype.
     rope_cache: HashMap<usize, Vec<(Tensor, Tensor)>>,
+}
+
+/// Refuse int8 where Q8_0 cannot hold a layer: towers (candle-transformers'
+/// modules have no quantized linear), or an input width that is not a
+/// multiple of the Q8_0 block.
+fn check_int8(spec: &ModelSpec, config: &Value) -> Result<()> {
+    if spec.family.tower().is_some() {
+        return refuse(format!(
+            "int8: candle-transformers' {:?} towers use float linear layers that cannot hold q8_0 weights",
+            spec.family
+        ));
+    }
+    let get = |k: &str| config.get(k).and_then(Value::as_u64).map(|v| v as usize);
+    let hidden = get("hidden_size").context("config.json without hidden_size")?;
+    let mut widths = vec![("hidden_size", hidden), ("intermediate_size", get("intermediate_size").unwrap_or(hidden))];
+    if matches!(spec.family, Family::Gemma3 | Family::Qwen3) {
+        let heads = get("num_attention_heads").unwrap_or(0);
+        let head_dim = get("head_dim").unwrap_or(hidden / heads.max(1));
+        widths.push(("num_attention_heads * head_dim", heads * head_dim));
+    }
+    for (name, w) in widths {
+        if !w.is_multiple_of(Q8_BLOCK) {
+            return refuse(format!(
+                "int8: q8_0 quantizes a linear layer's inputs in blocks of {Q8_BLOCK}, and this model's {name} is {w}"
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
@@ -125,8 +178,9 @@ fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl EmbeddingModel {
-    /// Load the `reference` artifact folder `dir` onto `device` in float32.
-    pub fn load(dir: &Path, spec: ModelSpec, device: &Device) -> Result<Self> {
+    /// Load the `reference` artifact folder `dir` onto `device` at `precision`;
+    /// a precision this model cannot run natively is a [`Refused`] error.
+    pub fn load(dir: &Path, spec: ModelSpec, device: &Device, precision: Precision) -> Result<Self> {
         let config_path = dir.join("config.json");
         let config: Value = serde_json::from_str(
             &std::fs::read_to_string(&config_path)
@@ -149,10 +203,27 @@ impl EmbeddingModel {
             }
         }
 
+        if precision.quantized() {
+            if !device.is_cpu() {
+                return refuse(
+                    "int8: candle's CUDA quantized matmul dequantizes q8_0 weights for batched inputs, \
+                     so it would not compute in int8"
+                        .into(),
+                );
+            }
+            check_int8(&spec, &config)?;
+        }
+
+        if precision == Precision::Bf16 && spec.modality == Modality::Image && device.is_cpu() {
+            return refuse(
+                "bf16: candle 0.11.1's CPU conv2d has no bf16 kernel (the image tower's patch embedding)".into(),
+            );
+        }
+
         let files = weight_files(dir)?;
         // SAFETY: the weight files are memory-mapped read-only for the load only;
-        // the tensors are copied out (converted to f32) before the map is dropped.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, DType::F32, device)? };
+        // the tensors are copied out (converted to the model's dtype) before the map is dropped.
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&files, precision.dtype(), device)? };
 
         match (spec.family.tower(), spec.pooling) {
             (Some(_), Pooling::Tower) | (None, Pooling::Mean | Pooling::Cls | Pooling::Last) => {}
@@ -185,8 +256,13 @@ impl EmbeddingModel {
                 &config,
                 vb,
             )?),
-            Family::Bert => Backbone::Bert(Bert::load(&config, vb)?),
-            Family::XlmRoberta => Backbone::Xlmr(XlmRoberta::load(&config, vb)?),
+            Family::Bert if precision == Precision::F32 => Backbone::Bert(Bert::load(&config, vb)?),
+            Family::XlmRoberta if precision == Precision::F32 => Backbone::Xlmr(XlmRoberta::load(&config, vb)?),
+            Family::Bert => Backbone::Encoder(BertEncoder::load(&config, vb, Positions::Absolute, precision.quantized())?),
+            Family::XlmRoberta => {
+                let pad = config.get("pad_token_id").and_then(Value::as_i64).unwrap_or(1);
+                Backbone::Encoder(BertEncoder::load(&config, vb, Positions::Fairseq { pad }, precision.quantized())?)
+            }
             Family::Gemma3 | Family::Qwen3 => {
                 let cfg = if spec.family == Family::Gemma3 {
                     config::gemma3(&config)?
@@ -200,7 +276,7 @@ impl EmbeddingModel {
                 } else {
                     bail!("model.safetensors has no embed_tokens.weight (nor model.embed_tokens.weight)");
                 };
-                Backbone::Decoder(Decoder::load(cfg, vb)?)
+                Backbone::Decoder(Decoder::load(cfg, vb, precision.quantized())?)
             }
         };
         let hidden_size = match &backbone {
@@ -227,13 +303,20 @@ impl EmbeddingModel {
                         "dense layer {name} takes {inp} inputs, the previous layer gives {width}"
                     );
                 }
+                if precision.quantized() && !inp.is_multiple_of(Q8_BLOCK) {
+                    return refuse(format!(
+                        "int8: q8_0 quantizes a linear layer's inputs in blocks of {Q8_BLOCK}, and dense layer {name} takes {inp}"
+                    ));
+                }
                 width = out;
-                heads.push(w);
+                let w = if precision.quantized() { w } else { w.to_dtype(precision.dtype())? };
+                heads.push(Linear::new(w, None, precision.quantized())?);
             }
         }
 
         Ok(EmbeddingModel {
             spec,
+            precision,
             backbone,
             heads,
             device: device.clone(),
@@ -246,8 +329,32 @@ impl EmbeddingModel {
     pub fn output_dim(&self) -> usize {
         self.heads
             .last()
-            .map(|w| w.dims()[0])
+            .map(Linear::out_features)
             .unwrap_or(self.hidden_size)
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// The dtype the transformer's weights were loaded at, read back from them.
+    pub fn weights_dtype(&self) -> DType {
+        match &self.backbone {
+            Backbone::Encoder(m) => m.dtype(),
+            Backbone::Decoder(m) => m.dtype(),
+            // candle-transformers' modules and the towers: the VarBuilder's dtype
+            _ => self.precision.dtype(),
+        }
+    }
+
+    /// How many of the model's linear layers hold Q8_0 weights (blocks, heads).
+    pub fn quantized_linears(&self) -> usize {
+        let body = match &self.backbone {
+            Backbone::Encoder(m) => m.quantized_linears(),
+            Backbone::Decoder(m) => m.quantized_linears(),
+            _ => 0,
+        };
+        body + self.heads.iter().map(Linear::quantized_parts).sum::<usize>()
     }
 
     pub fn device(&self) -> &Device {
@@ -285,8 +392,10 @@ impl EmbeddingModel {
                 let mask: Vec<u32> = attention_mask.iter().map(|&m| (m != 0) as u32).collect();
                 m.forward(&ids, &Tensor::from_vec(mask, (batch, seq), dev)?)
             }
+            Backbone::Encoder(m) => m.forward(input_ids, attention_mask, batch, seq),
             Backbone::Decoder(m) => {
                 let ids = Tensor::from_vec(ids, batch * seq, dev)?;
+                let dtype = m.dtype();
                 let mut biases = Vec::new();
                 for p in m.patterns() {
                     let bias = if dev.is_cpu() {
@@ -295,15 +404,19 @@ impl EmbeddingModel {
                     } else {
                         device_bias(attention_mask, batch, seq, p, dev)?
                     };
-                    biases.push((p, bias));
+                    biases.push((p, bias_at(bias, dtype)?));
                 }
                 if let std::collections::hash_map::Entry::Vacant(slot) = self.rope_cache.entry(seq)
                 {
+                    // tables computed in f32 (as transformers), then cast to the model's dtype
                     let tables = m
                         .cfg
                         .ropes
                         .iter()
-                        .map(|r| r.tensors(seq, dev))
+                        .map(|r| {
+                            let (c, s) = r.tensors(seq, dev)?;
+                            Ok((c.to_dtype(dtype)?, s.to_dtype(dtype)?))
+                        })
                         .collect::<candle_core::Result<Vec<_>>>()?;
                     slot.insert(tables);
                 }
@@ -323,11 +436,13 @@ impl EmbeddingModel {
         }
     }
 
-    /// Dense heads, normalisation, copy to the host.
+    /// Dense heads (at the model's precision), normalisation in f32, copy to the host.
     fn finish(&self, mut x: Tensor) -> Result<Vec<f32>> {
+        let head_dtype = self.precision.dtype();
         for w in &self.heads {
-            x = pooling::dense(&x, w)?;
+            x = w.forward(&x.to_dtype(head_dtype)?)?;
         }
+        let mut x = x.to_dtype(DType::F32)?;
         if self.spec.normalize {
             x = pooling::l2_normalize(&x)?;
         }
@@ -357,7 +472,8 @@ impl EmbeddingModel {
             let x = t.forward_text(input_ids, attention_mask, batch, seq)?;
             return self.finish(x);
         }
-        let h = self.hidden_states(input_ids, attention_mask, batch, seq)?;
+        // pooling in f32 over the transformer's last hidden states
+        let h = self.hidden_states(input_ids, attention_mask, batch, seq)?.to_dtype(DType::F32)?;
         let x = match self.spec.pooling {
             Pooling::Mean => pooling::mean(&h, attention_mask)?,
             Pooling::Cls => pooling::cls(&h)?,
@@ -365,5 +481,32 @@ impl EmbeddingModel {
             Pooling::Tower => unreachable!("checked at load"),
         };
         self.finish(x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(family: Family) -> ModelSpec {
+        let pooling = if family.tower().is_some() { Pooling::Tower } else { Pooling::Mean };
+        ModelSpec { family, pooling, normalize: true, dense: Vec::new(), modality: Modality::Text }
+    }
+
+    fn refusal(r: Result<()>) -> String {
+        r.unwrap_err().downcast_ref::<Refused>().expect("a Refused error").0.clone()
+    }
+
+    #[test]
+    fn int8_is_refused_where_q8_0_cannot_hold_a_layer() {
+        let ok = serde_json::json!({"hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 4, "head_dim": 16});
+        check_int8(&spec(Family::Bert), &ok).unwrap();
+        check_int8(&spec(Family::Gemma3), &ok).unwrap();
+        assert!(refusal(check_int8(&spec(Family::Clip), &ok)).contains("towers"));
+        assert!(refusal(check_int8(&spec(Family::Siglip), &ok)).contains("towers"));
+        let narrow = serde_json::json!({"hidden_size": 48, "intermediate_size": 96});
+        assert!(refusal(check_int8(&spec(Family::Bert), &narrow)).contains("hidden_size is 48"));
+        let heads = serde_json::json!({"hidden_size": 64, "intermediate_size": 96, "num_attention_heads": 3, "head_dim": 20});
+        assert!(refusal(check_int8(&spec(Family::Qwen3), &heads)).contains("num_attention_heads * head_dim is 60"));
     }
 }

@@ -4,7 +4,6 @@
 //!   cannot leak in);
 //! - cls: position 0;
 //! - last: the last position whose mask is 1 (index from the mask, never from ids);
-//! - Dense: `y = x W^T` (bias-free);
 //! - normalize: `x / max(||x||_2, 1e-12)` (torch.nn.functional.normalize).
 
 use candle_core::{DType, Result, Tensor, D};
@@ -40,11 +39,6 @@ pub fn last(h: &Tensor, mask: &[i64]) -> Result<Tensor> {
         .collect();
     let idx = Tensor::from_vec(idx, b, h.device())?;
     h.reshape((b * s, hid))?.index_select(&idx, 0)
-}
-
-/// Bias-free Dense layer: `x [B, in]`, `w [out, in]` -> `[B, out]`.
-pub fn dense(x: &Tensor, w: &Tensor) -> Result<Tensor> {
-    x.matmul(&w.t()?)
 }
 
 /// Row-wise L2 normalisation with torch's eps.
@@ -103,11 +97,8 @@ mod tests {
     }
 
     #[test]
-    fn dense_and_normalize() {
+    fn normalize() {
         let x = Tensor::new(&[[3f32, 4.], [0., 0.]], &Device::Cpu).unwrap();
-        let w = Tensor::new(&[[1f32, 0.], [0., 1.], [1., 1.]], &Device::Cpu).unwrap(); // [out=3, in=2]
-        let y = to_host(&dense(&x, &w).unwrap()).unwrap();
-        assert_eq!(y, vec![3.0, 4.0, 7.0, 0.0, 0.0, 0.0]);
         let n = to_host(&l2_normalize(&x).unwrap()).unwrap();
         assert_eq!(n, vec![0.6, 0.8, 0.0, 0.0]); // zero row stays zero (eps), no NaN
     }

@@ -83,6 +83,8 @@ pub struct Tower {
     /// Image: [C, H, W] the tower takes.
     image: [usize; 3],
     device: Device,
+    /// The weights' dtype (the precision the tower runs at).
+    dtype: candle_core::DType,
 }
 
 fn same_eps(a: f64, b: f64) -> bool {
@@ -133,6 +135,7 @@ impl Tower {
     /// the root of transformers' names: `text_model.*`, `vision_model.*`, ...).
     pub fn load(family: TowerFamily, modality: Modality, config: &Value, vb: VarBuilder) -> Result<Self> {
         let device = vb.device().clone();
+        let dtype = vb.dtype();
         match (family, modality) {
             (TowerFamily::Clip, _) => {
                 let cfg = config::clip(config)?;
@@ -170,6 +173,7 @@ impl Tower {
                             max_positions: t.max_position_embeddings,
                             image: [0; 3],
                             device,
+                            dtype,
                         })
                     }
                     Modality::Image => {
@@ -201,6 +205,7 @@ impl Tower {
                             max_positions: 0,
                             image: [v.num_channels, v.image_size, v.image_size],
                             device,
+                            dtype,
                         })
                     }
                 }
@@ -240,6 +245,7 @@ impl Tower {
                             max_positions: t.max_position_embeddings,
                             image: [0; 3],
                             device,
+                            dtype,
                         })
                     }
                     Modality::Image => {
@@ -267,6 +273,7 @@ impl Tower {
                             max_positions: 0,
                             image: [v.num_channels, v.image_size, v.image_size],
                             device,
+                            dtype,
                         })
                     }
                 }
@@ -362,7 +369,8 @@ impl Tower {
             "pixel_values holds {} floats, expected {batch}x{c}x{h}x{w}",
             pixel_values.len()
         );
-        let x = Tensor::from_slice(pixel_values, (batch, c, h, w), &self.device)?;
+        // pixels come as f32; the tower runs at its weights' dtype
+        let x = Tensor::from_slice(pixel_values, (batch, c, h, w), &self.device)?.to_dtype(self.dtype)?;
         match &self.inner {
             Inner::ClipImage { model, projection } => {
                 Ok(projection.forward(&model.forward(&x)?)?)

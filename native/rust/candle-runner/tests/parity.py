@@ -17,8 +17,15 @@ sliding window smaller than the sequence (layer types sliding, sliding, full); t
 script also reports how far full attention is from the windowed reference, to show
 that the test can see the window.
 
+With --precision bf16|fp16|int8 candle runs at that precision instead and is
+compared with the same float32 reference: the line reports the min cosine (the
+floors are the caller's, --min-cosine, default 0.9999 for fp32 and 0 otherwise),
+the result's settings.precision must name it and its output must differ from
+candle's own fp32 output (else fp32 ran under another label).
+
 Usage: python parity.py --bin PATH/TO/embedperf-candle [--families bert,gemma3,...]
-       [--work /tmp/embedperf-candle-parity] [--threads 2]
+       [--work /tmp/embedperf-candle-parity] [--threads 2] [--precision fp32]
+       [--min-cosine X]
 Exit status 0 when every family passes.
 """
 import argparse
@@ -58,13 +65,14 @@ def build(family, out):
         model = T.BertModel(cfg)
         meta.update(pooling="mean", normalize=True, dense=[])
     elif family == "gemma3":
-        cfg = T.Gemma3TextConfig(vocab_size=VOCAB, hidden_size=48, num_hidden_layers=3, num_attention_heads=3,
+        # widths are multiples of 32 so that int8 (q8_0 blocks of 32) can run it too
+        cfg = T.Gemma3TextConfig(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=3, num_attention_heads=4,
                                  num_key_value_heads=1, head_dim=32, intermediate_size=96,
                                  query_pre_attn_scalar=24, sliding_window=8, use_bidirectional_attention=True,
                                  layer_types=["sliding_attention", "sliding_attention", "full_attention"],
                                  max_position_embeddings=128, initializer_range=0.2)
         model = T.Gemma3TextModel(cfg)
-        heads = {"dense.0.weight": torch.randn(4 * 48, 48) * 0.1, "dense.1.weight": torch.randn(48, 4 * 48) * 0.1}
+        heads = {"dense.0.weight": torch.randn(4 * 64, 64) * 0.1, "dense.1.weight": torch.randn(64, 4 * 64) * 0.1}
         meta.update(pooling="mean", normalize=True, dense=["dense.0.weight", "dense.1.weight"])
     elif family == "qwen3":
         cfg = T.Qwen3Config(vocab_size=VOCAB, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
@@ -132,7 +140,8 @@ def reference(family, path, meta, ids, mask, overrides=None):
     return x.numpy()
 
 
-def run_candle(binary, family, path, meta, ids, mask, work, threads, output_dim):
+def run_candle(binary, family, path, meta, ids, mask, work, threads, output_dim, precision="fp32"):
+    os.makedirs(work, exist_ok=True)
     shapes = []
     def add(name, i, m):
         wl = os.path.join(work, f"{name}.workload.safetensors")
@@ -149,7 +158,7 @@ def run_candle(binary, family, path, meta, ids, mask, work, threads, output_dim)
                   "normalize": meta["normalize"], "dense": meta["dense"], "output_dim": output_dim,
                   "truncate_dim": None},
         "artifact": {"format": "reference", "path": path},
-        "shapes": shapes, "device": os.environ.get("PARITY_DEVICE", "cpu"), "precision": "fp32",
+        "shapes": shapes, "device": os.environ.get("PARITY_DEVICE", "cpu"), "precision": precision,
         "threads": {"intra_op": threads, "inter_op": 1},
         "timing": {"warmup": 1, "min_calls": 2, "min_seconds": 0.0, "max_seconds": 30.0},
     }
@@ -159,6 +168,8 @@ def run_candle(binary, family, path, meta, ids, mask, work, threads, output_dim)
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     p = subprocess.run([binary, "--request", req, "--result", res], env=env, capture_output=True, text=True)
     result = json.load(open(res)) if os.path.exists(res) else None
+    if result and (result.get("error") or {}).get("kind") == "unsupported":
+        raise Refusal(result["error"]["message"])
     if p.returncode != 0 or result is None or result.get("error"):
         raise RuntimeError(f"candle runner failed ({p.returncode}): {p.stderr}\n{json.dumps(result, indent=1)}")
     for s in result["shapes"]:
@@ -166,6 +177,10 @@ def run_candle(binary, family, path, meta, ids, mask, work, threads, output_dim)
             raise RuntimeError(f"shape {s['batch']}x{s['seq']} failed: {s['error']}")
     outs = [load_file(s["embeddings"])["sentence_embedding"] for s in shapes]
     return outs[0], np.concatenate(outs[1:], 0), result
+
+
+class Refusal(Exception):
+    """The runner refused the precision (error kind unsupported)."""
 
 
 def cosine_rows(a, b):
@@ -178,7 +193,10 @@ def main():
     ap.add_argument("--families", default="bert,gemma3,qwen3,xlm-roberta")
     ap.add_argument("--work", default="/tmp/embedperf-candle-parity")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "int8"])
+    ap.add_argument("--min-cosine", type=float, default=None)
     args = ap.parse_args()
+    floor = args.min_cosine if args.min_cosine is not None else (0.9999 if args.precision == "fp32" else 0.0)
     ok = True
     for family in args.families.split(","):
         path = os.path.join(args.work, family, "model")
@@ -186,17 +204,34 @@ def main():
         meta = build(family, path)
         ids, mask = batch_for(family)
         ref = reference(family, path, meta, ids, mask)
-        batched, rows, result = run_candle(args.bin, family, path, meta, ids, mask, work, args.threads, ref.shape[1])
+        try:
+            batched, rows, result = run_candle(args.bin, family, path, meta, ids, mask, work, args.threads,
+                                               ref.shape[1], args.precision)
+        except Refusal as e:
+            ok = False
+            print(f"{family:12s} REFUSED {args.precision}: {e} FAIL")
+            continue
         cos = cosine_rows(batched, ref)
         max_abs = float(np.abs(batched - ref).max())
         row_abs = float(np.abs(batched - rows).max())
         finite = bool(np.isfinite(batched).all())
-        passed = finite and cos.min() >= 0.9999 and max_abs <= 1e-4 and row_abs <= 1e-5
+        if args.precision == "fp32":
+            passed = finite and cos.min() >= floor and max_abs <= 1e-4 and row_abs <= 1e-5
+            extra = ""
+        else:
+            fp32, _, _ = run_candle(args.bin, family, path, meta, ids, mask, os.path.join(work, "fp32"), args.threads,
+                                    ref.shape[1])
+            settings = result["settings"]
+            passed = (finite and cos.min() >= floor and settings["precision"] == args.precision
+                      and not np.array_equal(batched, fp32))
+            extra = (f" precision={settings['precision']} dtype={settings['dtype']}"
+                     f" vs_candle_fp32_min_cos={cosine_rows(batched, fp32).min():.6f}"
+                     + (f" ({settings['quantization']})" if "quantization" in settings else ""))
         ok &= passed
         print(f"{family:12s} B={len(LENGTHS)} S={SEQ} lengths={LENGTHS} dim={ref.shape[1]} "
               f"min_cos={cos.min():.8f} max_abs={max_abs:.2e} batched_vs_rows_max_abs={row_abs:.2e} "
-              f"device={result['device']['used']} {'PASS' if passed else 'FAIL'}")
-        if family == "gemma3":
+              f"device={result['device']['used']}{extra} {'PASS' if passed else 'FAIL'}")
+        if family == "gemma3" and args.precision == "fp32":
             full = reference(family, path, meta, ids, mask, overrides={"sliding_window": 10_000})
             print(f"{'':12s} (window check: full-attention reference vs windowed reference "
                   f"min_cos={cosine_rows(full, ref).min():.4f}; candle vs full-attention "
