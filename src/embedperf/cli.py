@@ -37,10 +37,16 @@ def _say(msg: str) -> None:
 
 @app.command()
 def run(
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name (hub id); see `embedperf models`."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Model name (hub id; default {DEFAULT_MODEL}); "
+                                        "see `embedperf models`. With --source hub or local any model of a family "
+                                        "embedperf implements, read from its own files."),
     source: Optional[str] = typer.Option(None, help="Where weights come from: hub, local, package, twin, tiny "
                                          "(default: package where one exists, else twin)."),
-    path: Optional[str] = typer.Option(None, help="Snapshot folder, with --source local."),
+    path: Optional[str] = typer.Option(None, help="Snapshot folder, with --source local (named from the folder "
+                                       "unless --model names it)."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Real texts, one per line, tokenized by the model's "
+                                        "own tokenizer (timed apart from the model); each batch padded to its "
+                                        "longest text, or to each --seq."),
     revision: Optional[str] = typer.Option(None, help="Hub revision, with --source hub."),
     runtimes: str = typer.Option("torch,onnxruntime-python,openvino", "--runtimes", "-r",
                                  help="Comma-separated runtimes, or `all`; see `embedperf runtimes`."),
@@ -91,7 +97,8 @@ def run(
                               load_timeout=load_timeout, grace=grace, target_ci=target_ci or None)
         run_doc = specs.build([choice], runtimes, batch, seq, device, precision, threads, timing, memory_limit_mb,
                               fault, fault_at_shape, scenario=scenario, images=str(images) if images else None,
-                              corpus=specs.Corpus(items=corpus_items), calibrate=calibrate_machine)
+                              corpus=specs.Corpus(items=corpus_items), calibrate=calibrate_machine,
+                              texts=str(text) if text else None)
     if not calibrate_machine:
         run_doc.calibrate = False
     if run_doc.memory_limit_mb is None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from embedperf.models.registry import MODELS, SOURCES, UnknownModel, get_model, sources_for
+from embedperf.models.registry import DEFAULT_MODEL, MODELS, SOURCES, UnknownModel, get_model, sources_for
 from embedperf.runners.registry import ALL, RUNTIMES, UnknownRuntime, get_runtime
 
 PRECISIONS = ("fp32", "fp16", "bf16")
@@ -80,6 +80,7 @@ class RunSpec:
     images: str | None = None  # a folder of pictures for image towers (default: scikit-image's samples)
     corpus: Corpus = field(default_factory=Corpus)
     calibrate: bool = True  # measure this machine's peak once when no profile exists
+    texts: str | None = None  # --text FILE: real sentences through the model's tokenizer (workload/texts.py)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -90,6 +91,9 @@ class RunSpec:
         d["models"] = [ModelChoice(**m) for m in d["models"]]
         d["timing"] = Timing(**d.get("timing", {}))
         d["corpus"] = Corpus(**(d.get("corpus") or {}))
+        for m in d["models"]:
+            if m.source in ("hub", "local"):
+                _resolve_snapshot(m.name, m.source, m.path, m.revision)  # so get_model finds it again
         return cls(**d)
 
 
@@ -136,8 +140,11 @@ def parse_runtimes(value) -> list[str]:
     return out
 
 
-def model_choice(name: str, source: str | None, path: str | None = None, revision: str | None = None,
+def model_choice(name: str | None, source: str | None, path: str | None = None, revision: str | None = None,
                  truncate_dim: int | None = None) -> ModelChoice:
+    if source in ("hub", "local"):
+        return snapshot_choice(name, source, path, revision, truncate_dim)
+    name = name or DEFAULT_MODEL
     try:
         spec = get_model(name)
     except UnknownModel as e:
@@ -149,22 +156,69 @@ def model_choice(name: str, source: str | None, path: str | None = None, revisio
         raise SpecError(f"unknown source {source!r}; choose from: {', '.join(SOURCES)}")
     if source not in allowed:
         raise SpecError(f"source {source!r} cannot provide {spec.name}; choose from: {', '.join(allowed)}")
+    if path:
+        raise SpecError("--path is only for --source local")
+    _check_truncation(spec, truncate_dim)
+    return ModelChoice(spec.name, source, path, revision, truncate_dim)
+
+
+# -- models read from their own snapshot (models/snapshot.py, models/resolve.py) --------------------------
+
+def _resolve_snapshot(name: str | None, source: str, path: str | None, revision: str | None):
+    from embedperf.models.resolve import resolve
+    from embedperf.models.snapshot import SnapshotError
+
+    try:
+        return resolve(name, source, path, revision)
+    except (SnapshotError, UnknownModel) as e:
+        raise SpecError(str(e)) from None
+
+
+def snapshot_choice(name: str | None, source: str, path: str | None, revision: str | None,
+                    truncate_dim: int | None) -> ModelChoice:
+    """Any model of a family embedperf implements, from the hub or a local snapshot folder (unnamed local
+    snapshots are named from their folder, or after the registry model whose checked weights they hold)."""
     if source == "local" and not path:
         raise SpecError("--source local needs --path to a snapshot folder")
     if path and source != "local":
         raise SpecError("--path is only for --source local")
+    if source == "hub" and not name:
+        name = DEFAULT_MODEL
+    spec = _resolve_snapshot(name, source, path, revision)
+    _check_truncation(spec, truncate_dim)
+    return ModelChoice(spec.name, source, path, revision, truncate_dim)
+
+
+def _check_truncation(spec, truncate_dim: int | None) -> None:
     if truncate_dim is not None:
         if not spec.matryoshka:
             raise SpecError(f"{spec.name} has no Matryoshka dimensions; drop --truncate-dim")
         if truncate_dim not in spec.matryoshka:
             raise SpecError(f"--truncate-dim for {spec.name} must be one of: {', '.join(map(str, spec.matryoshka))}")
-    return ModelChoice(spec.name, source, path, revision, truncate_dim)
+
+
+def check_texts(texts: str, models: list[ModelChoice], scenario: str) -> None:
+    """--text FILE: a readable file of texts, a latency run, and a tokenizer for every model."""
+    from embedperf.workload.texts import TextsError, read_texts, tokenizer_for
+
+    try:
+        read_texts(Path(texts))
+        if scenario != "latency":
+            raise SpecError("--text feeds the latency scenario (one batch of real texts per cell); "
+                            "drop it or --scenario throughput")
+        for m in models:
+            spec = get_model(m.name)
+            if spec.multimodal:
+                raise SpecError(f"--text is for text embedding models; {spec.name}'s text tower reads its captions")
+            tokenizer_for(spec, m.source, m.path, m.revision)
+    except TextsError as e:
+        raise SpecError(str(e)) from None
 
 
 def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", precision: str = "fp32",
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
           fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
-          corpus: Corpus | None = None, calibrate: bool = True) -> RunSpec:
+          corpus: Corpus | None = None, calibrate: bool = True, texts: str | None = None) -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
     if precision not in PRECISIONS:
@@ -190,7 +244,9 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
     if multimodal and scenario == "throughput":
         raise SpecError("the throughput scenario is for text embedding models; "
                         f"{multimodal[0]} runs the latency scenario")
-    if seq in (None, [], "") and len(multimodal) < len(models):
+    if texts is not None:
+        check_texts(texts, models, scenario)  # without --seq each batch is padded to its longest text
+    elif seq in (None, [], "") and len(multimodal) < len(models):
         seq = [16, 128] if scenario == "latency" else [1]
     if scenario == "throughput":
         seq = [1]  # a corpus has its own lengths: the seq axis is unused
@@ -210,7 +266,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
                    seq=_ints(seq, "seq") if seq not in (None, [], "") else [],
                    device=device, precision=precision, scenario=scenario, threads=threads, timing=timing,
                    memory_limit_mb=memory_limit_mb, fault=fault_doc, images=images, corpus=corpus,
-                   calibrate=calibrate)
+                   calibrate=calibrate, texts=texts)
     from embedperf.workload.text import ShapeError, check_shape
 
     for m in models:
@@ -230,7 +286,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
 
 SUITE_KEYS = {"models", "model", "source", "path", "revision", "truncate_dim", "runtimes", "batch", "seq", "device",
               "precision", "threads", "timing", "memory_limit_mb", "description", "scenario", "images", "corpus",
-              "machines", "cloud"}  # the last two are read by `embedperf cloud`
+              "texts", "machines", "cloud"}  # the last two are read by `embedperf cloud`
 
 
 def reject_unknown(found, valid, where: str) -> None:
@@ -259,14 +315,16 @@ def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
     doc = read_suite(path)
     reject_unknown(doc, SUITE_KEYS, f"suite {path}")
     doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    entries = doc.get("models") or [{"name": doc.get("model", next(iter(MODELS)))}]
+    # a local snapshot without a model name is named from its folder (models/resolve.py)
+    default_name = None if doc.get("source") == "local" else next(iter(MODELS))
+    entries = doc.get("models") or [{"name": doc.get("model", default_name)}]
     models = []
     for entry in entries:
         if isinstance(entry, str):
             entry = {"name": entry}
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise SpecError(f"suite {path}: each entry of models needs a name")
-        models.append(model_choice(entry["name"], entry.get("source", doc.get("source")),
+        if not isinstance(entry, dict) or not ("name" in entry or "path" in entry):
+            raise SpecError(f"suite {path}: each entry of models needs a name (or, for a local snapshot, a path)")
+        models.append(model_choice(entry.get("name"), entry.get("source", doc.get("source")),
                                    entry.get("path", doc.get("path")), entry.get("revision", doc.get("revision")),
                                    entry.get("truncate_dim", doc.get("truncate_dim"))))
     timing_doc = doc.get("timing") or {}
@@ -280,4 +338,5 @@ def load_suite(path: Path, overrides: dict | None = None) -> RunSpec:
             raise SpecError(f"suite {path} has no {key!r}")
     return build(models, doc["runtimes"], doc["batch"], doc.get("seq"), doc.get("device", "cpu"),
                  doc.get("precision", "fp32"), doc.get("threads"), Timing(**timing_doc), doc.get("memory_limit_mb"),
-                 scenario=doc.get("scenario", "latency"), images=doc.get("images"), corpus=Corpus(**corpus_doc))
+                 scenario=doc.get("scenario", "latency"), images=doc.get("images"), corpus=Corpus(**corpus_doc),
+                 texts=doc.get("texts"))
