@@ -207,8 +207,9 @@ def snapshot(tmp_path_factory):
             legacy: bool = False) -> Path:
         key = (family, tuple(pooling), tuple(dense), normalize, legacy)
         if key not in _BUILT:
-            label = "-".join([family, "+".join(pooling), *(f"d{o}{'b' if b else ''}{a}" for o, b, a in dense),
-                              "norm" if normalize else "raw", "legacy" if legacy else "st6"])
+            label = family if family in TOWER_FAMILIES else "-".join(
+                [family, "+".join(pooling), *(f"d{o}{'b' if b else ''}{a}" for o, b, a in dense),
+                 "norm" if normalize else "raw", "legacy" if legacy else "st6"])
             folder = tmp_path_factory.mktemp("snap") / label
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")

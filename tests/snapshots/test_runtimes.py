@@ -98,7 +98,7 @@ def test_candle_never_passes_a_graph_it_does_not_implement(text_run):
     lacking = [c for c in cells if c["runtime"] == "candle" and not can_run("candle", specs[c["model"]])]
     if not lacking:
         pytest.skip("candle is not built here")
-    assert len({c["model"] for c in lacking}) == 6
+    assert len({c["model"] for c in lacking}) == 5  # max, mean_sqrt_len_tokens, weightedmean, cls+mean, a bias
     for cell in lacking:
         assert cell["status"] in ("failed", "skipped"), (cell["model"], cell["status"])
 

@@ -35,7 +35,8 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     keep = mask.unsqueeze(-1).bool()
     if how == "max":
-        return torch.where(keep, hidden, torch.full((), float("-inf"), dtype=hidden.dtype, device=hidden.device)).amax(dim=1)
+        lowest = torch.full((), float("-inf"), dtype=hidden.dtype, device=hidden.device)
+        return torch.where(keep, hidden, lowest).amax(dim=1)
     # A select, not a multiply: a padded position can hold NaN on some kernels and NaN * 0 would poison the sum.
     zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
     if how in ("mean", "mean_sqrt_len_tokens"):

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from embedperf.models.registry import DEFAULT_MODEL, MODELS, ModelSpec, UnknownModel, get_model, remember
-from embedperf.models.snapshot import SnapshotError, derive, weight_files
+from embedperf.models.snapshot import SnapshotError, derive
 
 # what must agree between a snapshot and the registry entry it is taken for
 GRAPH_FACTS = ("family", "pooling", "dense", "normalize", "output_dim")
@@ -41,12 +41,11 @@ def _sha256(path: Path) -> str:
 
 def recognised(folder: Path) -> ModelSpec | None:
     """The registry model whose checked weights this folder holds (same sha256 as its package's), or None."""
-    files = {f.name: f for f in weight_files(folder)}
-    for spec in MODELS.values():
-        path = files.get("model.safetensors")
-        if spec.package_sha256 and path is not None and path.stat().st_size > 0 and _sha256(path) == spec.package_sha256:
-            return spec
-    return None
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        return None
+    digest = _sha256(path)
+    return next((spec for spec in MODELS.values() if spec.package_sha256 == digest), None)
 
 
 def folder_name(folder: Path) -> str:

@@ -79,7 +79,8 @@ MODULE_FILES = ("modules.json", "sentence_bert_config.json", "*_Pooling/config.j
 
 
 def module_identity(folder: Path) -> dict:
-    return {str(p.relative_to(folder)): sha256_file(p) for pattern in MODULE_FILES for p in sorted(folder.glob(pattern))}
+    files = [p for pattern in MODULE_FILES for p in sorted(folder.glob(pattern))]
+    return {str(p.relative_to(folder)): sha256_file(p) for p in files}
 
 
 def locate(spec: ModelSpec, source: str, path: str | None = None, revision: str | None = None) -> Located:
