@@ -140,11 +140,17 @@ def _print_plan(run_doc, results: Path, run_id: str, kept: int = 0) -> None:
 @app.command(epilog=EXIT_CODES_HELP)
 def run(
     ctx: typer.Context,
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Model name (hub id or the part after the "
-                              "slash, any case); see `embedperf models`."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Model name (hub id or the part after the "
+                                        f"slash, any case; default {DEFAULT_MODEL}); see `embedperf models`. With "
+                                        "--source hub or local any model of a family embedperf implements, read from "
+                                        "its own files."),
     source: Optional[str] = typer.Option(None, help="Where weights come from: hub, local, package, twin, tiny "
                                          "(default: package where one exists, else twin)."),
-    path: Optional[str] = typer.Option(None, help="Snapshot folder, with --source local."),
+    path: Optional[str] = typer.Option(None, help="Snapshot folder, with --source local (named from the folder "
+                                       "unless --model names it)."),
+    text: Optional[Path] = typer.Option(None, "--text", help="Real texts, one per line, tokenized by the model's "
+                                        "own tokenizer (timed apart from the model); each batch padded to its "
+                                        "longest text, or to each --seq."),
     revision: Optional[str] = typer.Option(None, help="Hub revision, with --source hub."),
     runtimes: str = typer.Option("torch,onnxruntime-python,openvino", "--runtimes", "-r",
                                  help="Comma-separated runtimes, or `all`; see `embedperf runtimes`."),

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from embedperf.models.registry import MODELS, SOURCES, UnknownModel, get_model, sources_for
+from embedperf.models.registry import DEFAULT_MODEL, MODELS, SOURCES, UnknownModel, get_model, sources_for
 from embedperf.runners.registry import ALL, RUNTIMES, UnknownRuntime, get_runtime
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -88,6 +88,7 @@ class RunSpec:
     description: str | None = None  # a suite's (or a part's) own words about it
     # real text for the accuracy pass (one sentence per line; default: the standard library's docstrings)
     accuracy_corpus: str | None = None
+    texts: str | None = None  # --text FILE: real sentences through the model's tokenizer (workload/texts.py)
     pin_threads: bool = False  # pin each runner's threads to CPUs
 
     def to_dict(self) -> dict:
@@ -101,6 +102,9 @@ class RunSpec:
         d["corpus"] = Corpus(**(d.get("corpus") or {}))
         if isinstance(d.get("precision"), str):  # a run.json written before precision became an axis
             d["precision"] = [d["precision"]]
+        for m in d["models"]:
+            if m.source in ("hub", "local"):
+                _resolve_snapshot(m.name, m.source, m.path, m.revision)  # so get_model finds it again
         return cls(**d)
 
 
@@ -209,9 +213,11 @@ def parse_runtimes(value) -> list[str]:
     return out
 
 
-def model_choice(name: str, source: str | None, path: str | None = None, revision: str | None = None,
+def model_choice(name: str | None, source: str | None, path: str | None = None, revision: str | None = None,
                  truncate_dim: int | None = None) -> ModelChoice:
-    spec = resolve_model(name)
+    if source is not None and source.lower() in ("hub", "local"):
+        return snapshot_choice(name, source.lower(), path, revision, truncate_dim)
+    spec = resolve_model(name or DEFAULT_MODEL)
     allowed = sources_for(spec)
     if source is None:
         source = "package" if "package" in allowed else "twin"
@@ -219,19 +225,68 @@ def model_choice(name: str, source: str | None, path: str | None = None, revisio
         raise SpecError(f"unknown source {source!r}; choose from: {', '.join(SOURCES)}")
     if source not in allowed:
         raise SpecError(f"source {source!r} cannot provide {spec.name}; choose from: {', '.join(allowed)}")
+    if path:
+        raise SpecError("--path is only for --source local")
+    _check_truncation(spec, source, truncate_dim)
+    return ModelChoice(spec.name, source, path, revision, truncate_dim)
+
+
+# -- models read from their own snapshot (models/snapshot.py, models/resolve.py) --------------------------
+
+def _resolve_snapshot(name: str | None, source: str, path: str | None, revision: str | None):
+    from embedperf.models.resolve import resolve
+    from embedperf.models.snapshot import SnapshotError
+
+    try:
+        return resolve(name, source, path, revision)
+    except (SnapshotError, UnknownModel) as e:
+        raise SpecError(str(e)) from None
+
+
+def snapshot_choice(name: str | None, source: str, path: str | None, revision: str | None,
+                    truncate_dim: int | None) -> ModelChoice:
+    """Any model of a family embedperf implements, from the hub or a local snapshot folder (unnamed local
+    snapshots are named from their folder, or after the registry model whose checked weights they hold)."""
     if source == "local" and not path:
         raise SpecError("--source local needs --path to a snapshot folder")
     if path and source != "local":
         raise SpecError("--path is only for --source local")
-    if truncate_dim is not None:
-        if not spec.matryoshka:
-            raise SpecError(f"{spec.name} has no Matryoshka dimensions; drop --truncate-dim")
-        width = spec.embedding_dim(source)
-        allowed = [d for d in spec.matryoshka if d < width]
-        if truncate_dim not in allowed:
-            raise SpecError(f"--truncate-dim for {spec.name} ({source}, output width {width}) must be one of: "
-                            f"{', '.join(map(str, allowed)) or 'none (every Matryoshka dim is not below the width)'}")
+    if source == "hub" and not name:
+        name = DEFAULT_MODEL
+    spec = _resolve_snapshot(name, source, path, revision)
+    _check_truncation(spec, source, truncate_dim)
     return ModelChoice(spec.name, source, path, revision, truncate_dim)
+
+
+def _check_truncation(spec, source: str, truncate_dim: int | None) -> None:
+    """A Matryoshka dim the model publishes and its output (at this source's size) is wider than."""
+    if truncate_dim is None:
+        return
+    if not spec.matryoshka:
+        raise SpecError(f"{spec.name} has no Matryoshka dimensions; drop --truncate-dim")
+    width = spec.embedding_dim(source)
+    allowed = [d for d in spec.matryoshka if d < width]
+    if truncate_dim not in allowed:
+        raise SpecError(f"--truncate-dim for {spec.name} ({source}, output width {width}) must be one of: "
+                        f"{', '.join(map(str, allowed)) or 'none (every Matryoshka dim is not below the width)'}")
+
+
+def check_texts(texts: str, models: list[ModelChoice], scenario: str) -> None:
+    """--text FILE: a readable file of texts, a latency run, and a tokenizer for every model."""
+    from embedperf.workload.texts import TextsError, read_texts, tokenizer_for
+
+    try:
+        read_texts(Path(texts))
+        if scenario != "latency":
+            raise SpecError("--text feeds the latency scenario (one batch of real texts per cell); "
+                            "drop it or --scenario throughput")
+        for m in models:
+            spec = get_model(m.name)
+            if spec.multimodal:
+                raise SpecError(f"--text is for text embedding models; {spec.name}'s text tower reads its captions")
+            tokenizer_for(spec, m.source, m.path, m.revision)
+    except TextsError as e:
+        raise SpecError(str(e)) from None
 
 
 def _check_timing(timing: Timing) -> None:
@@ -262,7 +317,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
           fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
           corpus: Corpus | None = None, calibrate: bool = True, pin_threads: bool = False,
-          description: str | None = None, accuracy_corpus: str | None = None) -> RunSpec:
+          description: str | None = None, accuracy_corpus: str | None = None, texts: str | None = None) -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
     precision = parse_precisions(precision)
@@ -291,7 +346,9 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
     if multimodal and scenario == "throughput":
         raise SpecError("the throughput scenario is for text embedding models; "
                         f"{multimodal[0]} runs the latency scenario")
-    if seq in (None, [], "") and len(multimodal) < len(models):
+    if texts is not None:
+        check_texts(texts, models, scenario)  # without --seq each batch is padded to its longest text
+    elif seq in (None, [], "") and len(multimodal) < len(models):
         seq = [16, 128] if scenario == "latency" else [1]
     if scenario == "throughput":
         seq = [1]  # a corpus has its own lengths: the seq axis is unused
@@ -312,7 +369,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
                    device=device, precision=precision, scenario=scenario, threads=threads, timing=timing,
                    memory_limit_mb=memory_limit_mb, fault=fault_doc, images=images, corpus=corpus,
                    calibrate=calibrate, pin_threads=pin_threads, description=description,
-                   accuracy_corpus=accuracy_corpus)
+                   accuracy_corpus=accuracy_corpus, texts=texts)
     from embedperf.workload.text import ShapeError, check_shape
 
     for m in models:
@@ -341,6 +398,7 @@ SUITE_TYPES = {
     "timing": _MAP,
     "memory_limit_mb": _NUM, "scenario": _STR, "images": _STR, "corpus": _MAP, "calibrate": _BOOL,
     "pin_threads": _BOOL, "fault": _STR, "fault_at_shape": _INT, "accuracy_corpus": _STR,
+    "texts": _STR,
     "parts": _LIST,  # sub-suites run into the same run folder (see part_docs)
     "machines": None, "cloud": None,  # read by `embedperf cloud`
 }
@@ -361,7 +419,7 @@ OPTION_KEYS = {
     "fault": "fault", "fault_at_shape": "fault_at_shape", "warmup": "timing.warmup",
     "min_calls": "timing.min_calls", "min_seconds": "timing.min_seconds", "max_seconds": "timing.max_seconds",
     "target_ci": "timing.target_ci", "load_timeout": "timing.load_timeout", "grace": "timing.grace",
-    "forks": "timing.forks", "accuracy_corpus": "accuracy_corpus",
+    "forks": "timing.forks", "accuracy_corpus": "accuracy_corpus", "text": "texts",
 }
 
 
@@ -455,15 +513,17 @@ def from_doc(doc: dict, where: str) -> RunSpec:
     check_types(doc, SUITE_TYPES, where)
     if "model" in doc and "models" in doc:
         raise SpecError(f"{where}: give `model` or a `models` list, not both")
-    entries = doc.get("models") or [{"name": doc.get("model", next(iter(MODELS)))}]
+    # a local snapshot without a model name is named from its folder (models/resolve.py)
+    default_name = None if str(doc.get("source") or "").lower() == "local" else DEFAULT_MODEL
+    entries = doc.get("models") or [{"name": doc.get("model", default_name)}]
     models = []
     for i, entry in enumerate(entries):
         if isinstance(entry, str):
             entry = {"name": entry}
-        if not isinstance(entry, dict) or "name" not in entry:
-            raise SpecError(f"{where}: each entry of models needs a name")
+        if not isinstance(entry, dict) or not ("name" in entry or "path" in entry):
+            raise SpecError(f"{where}: each entry of models needs a name (or, for a local snapshot, a path)")
         check_types(entry, MODEL_ENTRY_TYPES, f"{where}: models[{i}]")
-        models.append(model_choice(entry["name"], *(entry.get(k, doc.get(k)) for k in MODEL_KEYS)))
+        models.append(model_choice(entry.get("name"), *(entry.get(k, doc.get(k)) for k in MODEL_KEYS)))
     timing_doc = {k: v for k, v in (doc.get("timing") or {}).items()}
     check_types(timing_doc, TIMING_TYPES, f"{where}: timing")
     corpus_doc = doc.get("corpus") or {}
@@ -480,7 +540,8 @@ def from_doc(doc: dict, where: str) -> RunSpec:
                  scenario=doc.get("scenario", "latency"), images=doc.get("images"),
                  corpus=Corpus(**{k: v for k, v in corpus_doc.items() if v is not None}),
                  calibrate=doc.get("calibrate", True), pin_threads=doc.get("pin_threads", False),
-                 description=doc.get("description"), accuracy_corpus=doc.get("accuracy_corpus"))
+                 description=doc.get("description"), accuracy_corpus=doc.get("accuracy_corpus"),
+                 texts=doc.get("texts"))
 
 
 PART_KEYS = SUITE_KEYS - {"parts", "machines", "cloud"}

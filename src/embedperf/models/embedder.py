@@ -1,4 +1,4 @@
-"""The whole embedding graph in PyTorch: encoder, pooling, dense heads, L2 normalize.
+"""The whole embedding graph in PyTorch: encoder, pooling, Dense layers, L2 normalize.
 
 This is what every runtime runs (exported to ONNX/OpenVINO, or re-implemented in
 Candle), so it is written once here. Imports torch: only prepare and runner
@@ -19,7 +19,12 @@ HEADS_FILE = "heads.safetensors"
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """Pool token states [B,S,H] to [B,H] the way sentence-transformers does."""
+    """Pool token states [B,S,H] to [B,H] the way sentence-transformers' Pooling does (right-padded inputs).
+
+    `how` is one mode of registry.POOLING_MODES, or several joined by "+" (concatenated in that order).
+    """
+    if "+" in how:
+        return torch.cat([pool(hidden, mask, one) for one in how.split("+")], dim=-1)
     if how == "cls":
         return hidden[:, 0]
     if how == "last":
@@ -28,28 +33,61 @@ def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
         positions = torch.arange(mask.shape[1], device=mask.device).unsqueeze(0)
         last = (positions * mask).amax(dim=1)
         return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-    if how == "mean":
-        keep = mask.unsqueeze(-1).bool()
-        # A select, not a multiply: a padded position can hold NaN on some kernels and
-        # NaN * 0 would poison the sum.
-        summed = torch.where(keep, hidden, torch.zeros((), dtype=hidden.dtype, device=hidden.device)).sum(dim=1)
+    keep = mask.unsqueeze(-1).bool()
+    if how == "max":
+        lowest = torch.full((), float("-inf"), dtype=hidden.dtype, device=hidden.device)
+        return torch.where(keep, hidden, lowest).amax(dim=1)
+    # A select, not a multiply: a padded position can hold NaN on some kernels and NaN * 0 would poison the sum.
+    zero = torch.zeros((), dtype=hidden.dtype, device=hidden.device)
+    if how in ("mean", "mean_sqrt_len_tokens"):
+        summed = torch.where(keep, hidden, zero).sum(dim=1)
         count = mask.sum(dim=1, keepdim=True).clamp(min=1).to(hidden.dtype)
-        return summed / count
+        return summed / (count if how == "mean" else count.sqrt())
+    if how == "weightedmean":
+        # weights 1, 2, ... from the first real token (sentence-transformers counts from there under left padding)
+        first = mask.argmax(dim=1, keepdim=True)
+        positions = torch.arange(1, mask.shape[1] + 1, device=mask.device).unsqueeze(0) - first
+        weights = (positions * mask).to(hidden.dtype).unsqueeze(-1)
+        summed = torch.where(keep, hidden * weights, zero).sum(dim=1)
+        return summed / weights.sum(dim=1).clamp(min=1e-9)
     raise ValueError(f"unknown pooling {how!r}")
 
 
-class EmbeddingModel(nn.Module):
-    """Encoder + pooling + bias-free dense heads + L2 normalize: input ids in, sentence embedding out."""
+ACTIVATIONS = {"identity": nn.Identity, "tanh": nn.Tanh, "relu": nn.ReLU, "gelu": nn.GELU, "sigmoid": nn.Sigmoid,
+               "silu": nn.SiLU}
 
-    def __init__(self, encoder: nn.Module, pooling: str, dense: list[torch.Tensor], normalize: bool = True):
+
+class Dense(nn.Module):
+    """sentence-transformers' Dense: activation(x W^T + b)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None = None, activation: str = "identity"):
+        super().__init__()
+        self.linear = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+        self.linear.weight.data.copy_(weight)
+        if bias is not None:
+            self.linear.bias.data.copy_(bias)
+        self.activation = ACTIVATIONS[activation]()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.linear(x))
+
+
+def _layer(head) -> dict:
+    """A dense layer as materialize gives it (a dict), or a bare weight (bias-free, identity)."""
+    return head if isinstance(head, dict) else {"weight": head, "bias": None, "activation": "identity"}
+
+
+class EmbeddingModel(nn.Module):
+    """Encoder + pooling + Dense layers + L2 normalize: input ids in, sentence embedding out."""
+
+    def __init__(self, encoder: nn.Module, pooling: str, dense: list, normalize: bool = True):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
         self.dense = nn.ModuleList()
-        for weight in dense:
-            layer = nn.Linear(weight.shape[1], weight.shape[0], bias=False)
-            layer.weight.data.copy_(weight)
-            self.dense.append(layer)
+        for head in dense:
+            layer = _layer(head)
+            self.dense.append(Dense(layer["weight"], layer.get("bias"), layer.get("activation") or "identity"))
         self.normalize = normalize
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **unused) -> torch.Tensor:
@@ -115,12 +153,23 @@ def load_tower(folder: Path, family: str, modality: str, attention: str = "sdpa"
     return TowerModel(tower, family, modality, normalize).eval().to(device)
 
 
-def save_reference(encoder: nn.Module, dense: list[torch.Tensor], info: dict, folder: Path) -> None:
-    """Write the reference artifact: transformers' own save plus heads and facts."""
+def save_reference(encoder: nn.Module, dense: list, info: dict, folder: Path) -> None:
+    """Write the reference artifact: transformers' own save plus heads and facts.
+
+    heads.safetensors holds `dense.{i}.weight` (and `dense.{i}.bias` where a layer has one);
+    info["dense_layers"] says each layer's tensors and activation.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     encoder.save_pretrained(folder, safe_serialization=True)
-    save_file({f"dense.{i}.weight": w.contiguous() for i, w in enumerate(dense)}, str(folder / HEADS_FILE))
-    (folder / MODEL_INFO).write_text(json.dumps(info, indent=2) + "\n")
+    tensors, layers = {}, []
+    for i, head in enumerate(_layer(h) for h in dense):
+        tensors[f"dense.{i}.weight"] = head["weight"].contiguous()
+        if head.get("bias") is not None:
+            tensors[f"dense.{i}.bias"] = head["bias"].contiguous()
+        layers.append({"weight": f"dense.{i}.weight", "bias": f"dense.{i}.bias" if head.get("bias") is not None
+                       else None, "activation": head.get("activation") or "identity"})
+    save_file(tensors, str(folder / HEADS_FILE))
+    (folder / MODEL_INFO).write_text(json.dumps({**info, "dense_layers": layers}, indent=2) + "\n")
 
 
 def load_reference(folder: Path, attention: str = "sdpa", device: str = "cpu",
@@ -133,6 +182,10 @@ def load_reference(folder: Path, attention: str = "sdpa", device: str = "cpu",
         return load_tower(folder, info["family"], modality, attention, info.get("normalize", True), device)
     encoder = AutoModel.from_pretrained(folder, attn_implementation=attention, dtype=torch.float32)
     heads = load_file(str(folder / HEADS_FILE)) if (folder / HEADS_FILE).exists() else {}
-    dense = [heads[name] for name in info.get("dense", [])]
+    # artifacts written before Dense bias and activation name only their (bias-free, identity) weights
+    layers = info.get("dense_layers") or [{"weight": name, "bias": None, "activation": "identity"}
+                                          for name in info.get("dense", [])]
+    dense = [{"weight": heads[layer["weight"]], "bias": heads[layer["bias"]] if layer.get("bias") else None,
+              "activation": layer.get("activation") or "identity"} for layer in layers]
     model = EmbeddingModel(encoder, info["pooling"], dense, info.get("normalize", True))
     return model.eval().to(device)

@@ -1,5 +1,7 @@
-"""The model registry: every model embedperf knows, with its pooling, heads and tokens.
+"""The model registry: the models embedperf bundles, with their checked pooling, heads and tokens.
 
+Any other model of a family embedperf implements is read from its own snapshot files
+(models/snapshot.py) into the same ModelSpec type; `get_model` also finds those once resolved.
 Importing this module imports no framework: the orchestrator reads it to plan.
 """
 
@@ -13,6 +15,11 @@ SOURCES = ("hub", "local", "package", "twin", "tiny")
 FAMILIES = ("bert", "gemma3", "qwen3", "xlm-roberta", "clip", "siglip")
 MODALITIES = ("text", "image")
 MULTIMODAL_FAMILIES = ("clip", "siglip")
+# Pooling of a text model, as sentence-transformers names its modes (`last` is its `lasttoken`); several
+# modes joined by "+" are concatenated in that order. `tower`: a multimodal tower's own pooling and projection.
+POOLING_MODES = ("mean", "cls", "last", "max", "mean_sqrt_len_tokens", "weightedmean")
+# Activations a sentence-transformers Dense layer may carry (torch.nn class names, lower-cased).
+DENSE_ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid", "silu")
 
 
 class UnknownModel(ValueError):
@@ -31,10 +38,12 @@ class TokenScheme:
 
 @dataclass(frozen=True)
 class DenseHead:
-    """A bias-free Linear applied after pooling (sentence-transformers' Dense, Identity activation)."""
+    """A Linear applied after pooling (sentence-transformers' Dense): y = activation(x W^T + b)."""
 
     in_features: int
     out_features: int
+    bias: bool = False
+    activation: str = "identity"  # one of DENSE_ACTIVATIONS
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,10 @@ class ModelSpec:
     modalities: tuple[str, ...] = ("text",)  # towers: each is its own graph and its own cells
     image_size: int | None = None  # side of the square pixel input of the image tower
     image_preprocess: str | None = None  # clip | siglip (workload/image.py)
+    # A model read from its own snapshot (models/snapshot.py): its config.json, and what was read from where.
+    # Such a spec has no bundled config, so no twin or tiny source.
+    snapshot_config: dict | None = None
+    derived: dict | None = None
 
     @property
     def slug(self) -> str:
@@ -100,8 +113,42 @@ class ModelSpec:
     def length_limit(self, source: str) -> int:
         return self.tiny_max_length if source == "tiny" else self.max_length
 
+    @property
+    def bundled(self) -> bool:
+        """Whether the registry bundles this model's configs (a twin and a tiny source exist)."""
+        return self.snapshot_config is None
+
+    def graph_features(self) -> frozenset[str]:
+        """What the embedding graph is made of, in words a runtime that builds its own graph can check
+        against what it implements (family, pooling, Dense bias and activation, normalize)."""
+        out = {f"family:{self.family}", f"pooling:{self.pooling}"}
+        for head in self.dense:
+            out.add("dense")
+            if head.bias:
+                out.add("dense:bias")
+            if head.activation != "identity":
+                out.add(f"dense:activation:{head.activation}")
+        if self.normalize:
+            out.add("normalize")
+        return frozenset(out)
+
+    def describe(self) -> dict:
+        """The facts of this spec a cell stores: what ran, and where each fact came from."""
+        return {
+            "name": self.name, "family": self.family, "pooling": self.pooling, "normalize": self.normalize,
+            "dense": [dict(h.__dict__) for h in self.dense], "output_dim": self.output_dim,
+            "max_length": self.max_length, "st_max_seq_length": self.st_max_seq_length,
+            "tokens": {"prefix": list(self.tokens.prefix), "suffix": list(self.tokens.suffix),
+                       "pad": self.tokens.pad, "regular": list(self.tokens.regular)},
+            "prompts": dict(self.prompts), "modalities": list(self.modalities),
+            "from": self.derived or {"registry": True},
+        }
+
     def architecture(self, source: str) -> dict:
-        """The bundled config for a twin (full size) or a tiny model."""
+        """The architecture config: the snapshot's own for a model read from its files, else the bundled
+        config of the registry (a twin at full size, or a tiny model)."""
+        if self.snapshot_config is not None:
+            return self.snapshot_config
         name = self.tiny_config if source == "tiny" else self.config
         text = resources.files("embedperf.models").joinpath("configs", name).read_text()
         return json.loads(text)
@@ -220,16 +267,35 @@ MODELS: dict[str, ModelSpec] = {
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
+# Specs read from snapshots in this process (models/snapshot.resolve remembers them), so that code which
+# looks a model up by name finds a resolved snapshot model too.
+_RESOLVED: dict[str, ModelSpec] = {}
+
+
+def remember(spec: ModelSpec) -> ModelSpec:
+    """Keep a spec read from a snapshot under its name; a second, different spec of that name is refused."""
+    known = _RESOLVED.get(spec.name)
+    if known is not None and known != spec:
+        raise UnknownModel(f"two different snapshots are both named {spec.name!r}: give each its own --model name")
+    _RESOLVED[spec.name] = spec
+    return spec
+
+
 def get_model(name: str) -> ModelSpec:
-    """Look a model up by its hub id (or the part after the slash)."""
+    """Look a model up by its hub id (or the part after the slash), or a snapshot model resolved before."""
     if name in MODELS:
         return MODELS[name]
     by_slug = {m.slug: m for m in MODELS.values()}
     if name in by_slug:
         return by_slug[name]
-    raise UnknownModel(f"unknown model {name!r}; choose from: {', '.join(MODELS)}")
+    if name in _RESOLVED:
+        return _RESOLVED[name]
+    raise UnknownModel(f"unknown model {name!r}; choose from: {', '.join(MODELS)} "
+                       "(any other model: --source hub, or --source local --path DIR)")
 
 
 def sources_for(spec: ModelSpec) -> tuple[str, ...]:
-    """The sources that can provide this model."""
+    """The sources that can provide this model (a model read from a snapshot: hub and local only)."""
+    if not spec.bundled:
+        return ("hub", "local")
     return tuple(s for s in SOURCES if s != "package" or spec.package)

