@@ -18,11 +18,6 @@ import pytest
 
 from embedperf.models.registry import get_model
 
-# A test of behaviour that needs the orchestrator (or a runner) to call what models/ and workload/texts.py provide:
-# it fails today, and must pass once integrated -- then this marker comes off (strict: an unexpected pass fails).
-PENDING_INTEGRATION = pytest.mark.xfail(strict=True, raises=AssertionError,
-                                        reason="pending orchestrator/runner integration of issue #15")
-
 # the registry's tiny configs: every runtime is known to run them
 TINY = {"bert": "sentence-transformers/all-MiniLM-L6-v2", "xlm-roberta": "BAAI/bge-m3",
         "gemma3": "google/embeddinggemma-300m", "qwen3": "Qwen/Qwen3-Embedding-0.6B",

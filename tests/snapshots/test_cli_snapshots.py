@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from conftest import FAST, cells_of, embedperf
-from snapshot_support import PENDING_INTEGRATION, minilm_folder, snapshot  # noqa: F401 (fixture)
+from snapshot_support import minilm_folder, snapshot  # noqa: F401 (fixture)
 
 SENTENCES = ["A man is eating food.", "A man is riding a white horse on an enclosed ground.",
              "The new movie is awesome and everyone in the theatre loved it, even the critics.",
@@ -44,7 +44,7 @@ def test_a_local_minilm_folder_gives_the_same_cells_as_the_package(tmp_path):
         assert cell["weights_sha256"] == other["weights_sha256"]
         assert cell["min_cosine"] >= 0.9999
         runtime, batch, seq = key(cell)
-        emb = {d: load_file(str(next((run_dir / "embeddings").glob(f"*__{runtime}__*b{batch}__s{seq}.safetensors"))))
+        emb = {d: load_file(str(next((run_dir / "embeddings").glob(f"*__{runtime}__*b{batch}__s{seq}.f0.safetensors"))))
                ["sentence_embedding"] for d, run_dir in (("package", package), ("local", local))}
         assert np.max(np.abs(emb["package"] - emb["local"])) <= 1e-6  # same model, same inputs
 
@@ -95,9 +95,8 @@ def test_text_mistakes_are_one_line(args, message, tmp_path):
     assert message in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
-@PENDING_INTEGRATION
 def test_real_text_run_shows_tokenization_apart_from_model_time(tmp_path):
-    """INTEGRATION (orchestrator + report): the MiniLM run with --text reads real sentences through its tokenizer;
+    """The MiniLM run with --text reads real sentences through its tokenizer;
     each cell's workload says so and carries the tokenization time, which the table and the report show apart."""
     texts = tmp_path / "texts.txt"
     texts.write_text("\n".join(SENTENCES) + "\n")

@@ -14,7 +14,7 @@ import yaml
 
 from conftest import FAST, available, cells_of, embedperf
 from embedperf.models.snapshot import derive
-from snapshot_support import PENDING_INTEGRATION, snapshot  # noqa: F401 (fixture)
+from snapshot_support import snapshot  # noqa: F401 (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -103,9 +103,8 @@ def test_candle_never_passes_a_graph_it_does_not_implement(text_run):
         assert cell["status"] in ("failed", "skipped"), (cell["model"], cell["status"])
 
 
-@PENDING_INTEGRATION
 def test_cells_store_the_spec_read_from_the_snapshot(text_run):
-    """INTEGRATION (orchestrator): each cell carries ModelSpec.describe() under model.spec."""
+    """Each cell carries ModelSpec.describe() under model.spec."""
     specs, _, run_dir = text_run
     for path in sorted(run_dir.glob("*__torch__*.json")):
         doc = json.loads(path.read_text())
@@ -114,9 +113,8 @@ def test_cells_store_the_spec_read_from_the_snapshot(text_run):
         assert doc["model"].get("spec") == json.loads(json.dumps(spec.describe())), path.name
 
 
-@PENDING_INTEGRATION
 def test_what_a_runtime_does_not_implement_is_skipped_with_the_reason(text_run):
-    """INTEGRATION (runner registry + orchestrator, native/cpp protocol): candle's cells for a graph it lacks are
+    """Candle's cells for a graph it lacks are
     `skipped` naming the missing part; the C++ runner accepts every pooling mode the schema allows."""
     specs, cells, _ = text_run
     if available(["candle", "onnxruntime-cpp"]) != ["candle", "onnxruntime-cpp"]:

@@ -79,7 +79,22 @@ Request parse_request(const json& j) {
   r.model.name = str(need(m, "name", "model"), "model.name");
   r.model.family = one_of(need(m, "family", "model"), "model.family",
                           {"bert", "gemma3", "qwen3", "xlm-roberta", "clip", "siglip"});
-  r.model.pooling = one_of(need(m, "pooling", "model"), "model.pooling", {"mean", "cls", "last", "tower"});
+  // The graph holds its pooling, so this runner never applies it; it only checks the schema's grammar:
+  // "tower", or sentence-transformers' modes joined by '+' (concatenated in that order).
+  r.model.pooling = str(need(m, "pooling", "model"), "model.pooling");
+  if (r.model.pooling != "tower") {
+    static const std::set<std::string> modes{"mean", "cls", "last", "max", "mean_sqrt_len_tokens", "weightedmean"};
+    std::size_t start = 0;
+    while (true) {
+      const std::size_t plus = r.model.pooling.find('+', start);
+      const std::string part = r.model.pooling.substr(start, plus == std::string::npos ? std::string::npos
+                                                                                        : plus - start);
+      if (!modes.count(part)) bad("model.pooling", "unknown pooling mode \"" + part + "\" in \"" +
+                                  r.model.pooling + "\"");
+      if (plus == std::string::npos) break;
+      start = plus + 1;
+    }
+  }
   r.model.normalize = boolean(need(m, "normalize", "model"), "model.normalize");
   if (m.contains("dense")) {
     const json& d = m["dense"];

@@ -159,8 +159,16 @@ TEST(Request, RejectsBadTowersScenariosAndTargetCi) {
   EXPECT_NE(error_of(j).find("model.family"), std::string::npos);
 
   j = valid();
-  j["model"]["pooling"] = "max";
+  j["model"]["pooling"] = "median";  // not one of sentence-transformers' modes
   EXPECT_NE(error_of(j).find("model.pooling"), std::string::npos);
+  j = valid();
+  j["model"]["pooling"] = "cls+mea";
+  EXPECT_NE(error_of(j).find("model.pooling"), std::string::npos);
+  for (const char* mode : {"max", "mean_sqrt_len_tokens", "weightedmean", "cls+mean", "tower"}) {
+    j = valid();
+    j["model"]["pooling"] = mode;  // the graph holds the pooling: every mode the schema allows parses
+    EXPECT_EQ(parse_request(j).model.pooling, mode);
+  }
 
   j = valid();
   j["shapes"][1]["scenario"] = "offline";

@@ -19,6 +19,7 @@ from embedperf.measure import calibrate
 from embedperf.measure.machine import available_cpus, machine_info, thread_env
 from embedperf.measure.stats import Stats
 from embedperf.models.registry import DEFAULT_MODEL, get_model
+from embedperf.models.resolve import resolve_choice
 from embedperf.orchestrator import analyse
 from embedperf.orchestrator.analyse import Accuracy
 from embedperf.orchestrator.execute import Executor, ForkRecord, read_forks
@@ -29,7 +30,7 @@ from embedperf.progress import Progress
 from embedperf.protocol import write_json_atomic
 from embedperf.results.store import cell_id, existing_cells
 from embedperf.runners.launch import launch
-from embedperf.runners.registry import RUNTIMES, Runtime, availability
+from embedperf.runners.registry import RUNTIMES, Runtime, availability, unimplemented
 from embedperf.spec import ModelChoice, RunSpec
 from embedperf.workload import captions
 from embedperf.workload import text as workload
@@ -91,7 +92,7 @@ class Orchestrator:
                                         "parts": [self.spec.to_dict()],
                                         "created": dt.datetime.now(dt.timezone.utc).isoformat()})
         done = existing_cells(self.run_dir)
-        plans = [ModelPlan(choice, get_model(choice.name)) for choice in self.spec.models]
+        plans = [ModelPlan(choice, resolve_choice(choice)) for choice in self.spec.models]
         per_model = len(self.spec.runtimes) * len(self.spec.precision)
         cells = sum(len(shapes_for(self.spec, p)) for p in plans) * per_model
         groups = sum(len({x.modality for x in shapes_for(self.spec, p)}) for p in plans) * per_model
@@ -158,7 +159,7 @@ class Orchestrator:
         c = plan.choice
         return cell_id(plan.spec.slug, c.source, runtime, precision, self.spec.device, self.spec.scenario,
                        x.batch, x.seq, c.truncate_dim, modality=x.modality if plan.spec.multimodal else None,
-                       order=x.order, threads=self.threads)
+                       order=x.order, threads=self.threads, texts=x.texts)
 
     def run_model(self, plan: ModelPlan, done: set[str], index: int) -> None:
         shapes = shapes_for(self.spec, plan)
@@ -173,7 +174,7 @@ class Orchestrator:
         runnable = []
         for key in todo:
             runtime = RUNTIMES[key[0]]
-            reason = availability(runtime)
+            reason = availability(runtime) or unimplemented(runtime, plan.spec)
             if reason is None and self.spec.device.split(":")[0] not in runtime.devices:
                 reason = f"{runtime.name} does not run on {self.spec.device}"
             if reason:

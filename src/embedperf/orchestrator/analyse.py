@@ -52,6 +52,8 @@ def describe_workload(facts: RunFacts, plan: ModelPlan, x: Shape, load: Load | N
         return {"kind": "corpus", "order": x.order, "seed": c.seed,
                 "lengths": f"log-normal, median {c.median}, sigma {c.sigma}, clipped to [{c.low}, {x.seq}]",
                 "padding": "right, to each batch's longest", **{k: v for k, v in found.items() if k != "batch_shapes"}}
+    if x.texts:
+        return {k: v for k, v in found.items() if k != "tokenize_ms"}  # the samples go beside the summary
     if x.modality == "image":
         return {"kind": "images", "recipe": spec.image_preprocess, "size": x.seq, "images": found.get("images"),
                 "folder": facts.spec.images}
@@ -121,7 +123,7 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
             "model": spec.name, "family": spec.family, "source": choice.source, "revision": choice.revision,
             "runtime": runtime.name, "language": runtime.language, "precision": precision,
             "device": run.device, "scenario": run.scenario, "modality": x.modality, "order": x.order,
-            "batch": x.batch, "seq": x.seq, "truncate_dim": choice.truncate_dim,
+            "batch": x.batch, "seq": x.seq, "truncate_dim": choice.truncate_dim, "texts": x.texts,
             "threads": {"intra_op": facts.threads, "inter_op": 1},
             "timing": run.timing.__dict__, "memory_limit_mb": run.memory_limit_mb,
             "forks": facts.forks, "schedule": {"order": "rounds of a seeded shuffle of the model's runner groups",
@@ -135,6 +137,8 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
             "parameters": manifest.get("parameters"), "prepare_key": manifest.get("key"),
             "artifact": runtime.artifact, "pooling": spec.pooling,
             "output_dim": spec.embedding_dim(choice.source),
+            # what was read of the model and where from (the registry, or the snapshot's own files)
+            "spec": spec.describe(),
             # what this runtime loads from disk (one tower's graph for a multimodal model; the reference
             # folder, both towers, for torch and candle)
             "size_on_disk_bytes": size,
@@ -214,6 +218,12 @@ def summarise(doc: dict, facts: RunFacts, plan: ModelPlan, runtime: Runtime, pre
         })
     else:
         summary["median_of"] = "calls"
+    if x.texts and found.get("tokenize_ms"):
+        # what a user of `encode` pays beside the model: tokenizing the batch, timed apart in this process
+        doc["tokenize_ms"] = found["tokenize_ms"]
+        summary["tokenize_ms_batch"] = found["tokenize_ms_batch"]
+        summary["tokenize_ms_per_text"] = found["tokenize_ms_per_text"]
+        summary["encode_ms_batch"] = summary["median_ms"] + found["tokenize_ms_batch"]
     if x.modality == "image" and found.get("preprocess_ms"):
         prep = sorted(found["preprocess_ms"])
         summary["preprocess_ms_per_image"] = prep[len(prep) // 2]

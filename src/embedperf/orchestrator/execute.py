@@ -113,6 +113,9 @@ class Executor:
 
     def workload(self, plan: ModelPlan, x: Shape) -> Load:
         spec, source = plan.spec, plan.choice.source
+        if x.texts:
+            w = plan.texts[x]
+            return Load(w.path, w.facts)
         if x.order:
             c = self.spec.corpus
             w = corpus.ensure(spec.token_scheme(source), corpus_lengths(self.spec, plan), x.batch,

@@ -37,10 +37,13 @@ class Shape:
     batch: int
     seq: int
     order: str | None = None  # throughput: sorted | unsorted
+    texts: bool = False  # --text: real texts through the model's tokenizer (seq: the padded width)
 
     def label(self, tower: bool = False) -> str:
         if self.order:
             return f"b{self.batch} corpus {self.order}"
+        if self.texts:
+            return f"b{self.batch} s{self.seq} texts"
         if self.modality == "image":
             return f"b{self.batch} image {self.seq}px"
         return f"b{self.batch} s{self.seq}" + (" text" if tower else "")
@@ -69,6 +72,7 @@ class ModelPlan:
     located: Located | None = None
     prepared: Prepared | None = None
     error: str | None = None
+    texts: dict | None = None  # --text: each Shape's tokenized workload (workload/texts.py), made when planned
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,31 @@ def corpus_lengths(spec: RunSpec, plan: ModelPlan):
     return corpus.lengths(n=c.items, median=c.median, sigma=c.sigma, low=min(c.low, high), high=high, seed=c.seed)
 
 
+def text_shapes(spec: RunSpec, plan: ModelPlan) -> dict:
+    """--text: one shape per batch (and --seq) with its tokenized workload, made once per plan.
+
+    A real-text batch is padded to its longest text (or to --seq), so its width is known only once the
+    model's own tokenizer has read the texts: that is done here, and tokenizing is timed apart."""
+    if plan.texts is None:
+        from embedperf.paths import workloads_dir
+        from embedperf.workload import texts
+
+        c = plan.choice
+        lines = texts.read_texts(Path(spec.texts))
+        folder = texts.snapshot_folder(plan.spec, c.source, c.path, c.revision)
+        plan.texts = {}
+        for b in spec.batch:
+            for s in spec.seq or [None]:
+                w = texts.ensure(plan.spec, folder, lines, spec.texts, b, s, workloads_dir())
+                plan.texts[Shape("text", b, w.seq, texts=True)] = w
+    return plan.texts
+
+
 def shapes_for(spec: RunSpec, plan: ModelPlan) -> list[Shape]:
     """The shapes of one model's cells (each runtime gets all of them)."""
     model, source = plan.spec, plan.choice.source
+    if spec.texts:
+        return list(text_shapes(spec, plan))
     if spec.scenario == "throughput":
         longest = int(corpus_lengths(spec, plan).max())
         return [Shape("text", b, longest, order) for b in spec.batch for order in ("sorted", "unsorted")]

@@ -143,6 +143,11 @@ def _scenario(group: list[dict], multimodal: set[str]) -> str:
             text += (f", image tower {'/'.join(map(str, sizes))}px images"
                      + (f" ({recipe} preprocessing, timed apart from the model)" if recipe else ""))
         return text + ", seeded"
+    if any(r.get("texts") for r in group):
+        wl = next((r["workload"] for r in group if r.get("texts") and r.get("workload")), {})
+        return (f"latency scenario; real texts ({wl.get('texts', 'a file')}, {wl.get('lines', '?')} lines) through "
+                f"the model's own tokenizer ({wl.get('tokenizer', '?')}), padding {wl.get('padding', 'right')}; "
+                "tokenizing timed apart from the model")
     return "latency scenario, inputs right-padded, seeded"
 
 
@@ -293,11 +298,16 @@ def matrix_table(rows: list[dict], marks: dict[int, str] | None = None) -> list[
     marks = marks or {}
     gpu = any(r.get("gpu_peak_mb") is not None for r in rows)
     runs = len({r.get("run_id") for r in rows}) > 1
+    tokenize = any(r.get("tokenize_ms_batch") is not None for r in rows)
+    recall = any(r.get("recall_at_10") is not None for r in rows)
     lines = ["| model | runtime | batch×seq | status | " + ("run | " if runs else "")
-             + "median ms | 95% CI ms | p90 ms | CV | items/s | FLOPs | GFLOP/s | % peak | stop | load s | "
-             "first call s | peak RSS MB | loop RSS MB | " + ("GPU peak MB | " if gpu else "") + "disk MB | min cos |",
-             "|---|---|---|---|" + ("---|" if runs else "") + "---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"
-             "---:|---:|" + ("---:|" if gpu else "") + "---:|---:|"]
+             + "median ms | 95% CI ms | p90 ms | CV | items/s | " + ("tokenize ms | " if tokenize else "")
+             + "FLOPs | GFLOP/s | % peak | stop | load s | "
+             "first call s | peak RSS MB | loop RSS MB | " + ("GPU peak MB | " if gpu else "") + "disk MB | min cos |"
+             + (" recall@10 |" if recall else ""),
+             "|---|---|---|---|" + ("---|" if runs else "") + "---:|---:|---:|---:|---:|" + ("---:|" if tokenize else "")
+             + "---:|---:|---:|---|---:|---:|---:|---:|" + ("---:|" if gpu else "") + "---:|---:|"
+             + ("---:|" if recall else "")]
     for r in rows:
         ci = (f"{_fmt(r['ci_low_ms'], '.3f')}–{_fmt(r['ci_high_ms'], '.3f')}"
               if r["ci_low_ms"] is not None else "–")
@@ -306,12 +316,15 @@ def matrix_table(rows: list[dict], marks: dict[int, str] | None = None) -> list[
             f"| {r['model'].split('/')[-1]} | {r['runtime']} | {r['shape']} | {status} | "
             + (f"{r.get('run_id') or '–'} | " if runs else "")
             + f"{_fmt(r['median_ms'], '.3f')} | {ci} | {_fmt(r['p90_ms'], '.3f')} | {_fmt(r['cv'], '.1%')} | "
-            f"{_fmt(r['items_per_s'], '.1f')} | {fmt_flops(r.get('flops'), bool(r.get('order')))} | "
+            f"{_fmt(r['items_per_s'], '.1f')} | "
+            + (f"{_fmt(r.get('tokenize_ms_batch'), '.3f')} | " if tokenize else "")
+            + f"{fmt_flops(r.get('flops'), bool(r.get('order')))} | "
             f"{_fmt(r.get('gflops'), '.2f')} | {_fmt(r.get('share_of_peak'), '.1%')} | {r.get('stop_rule') or '–'} | "
             f"{_fmt(r['load_s'], '.2f')} | {_fmt(r['first_call_s'], '.3f')} | "
             f"{_fmt(r['peak_rss_mb'], '.0f')} | {_fmt(r['loop_peak_rss_mb'], '.0f')} | "
             + (f"{_fmt(r.get('gpu_peak_mb'), '.0f')} | " if gpu else "")
             + f"{fmt_mb(r.get('size_on_disk_bytes'))} | {_fmt(r['min_cosine'], '.6f')} |"
+            + (f" {_fmt(r.get('recall_at_10'), '.3f')} |" if recall else "")
         )
     return lines
 
@@ -337,9 +350,15 @@ def table(cells: list[dict], with_sections: bool = True) -> str:
             lines += [f"**{precision}, {device}, {threads} thread(s)" + (f", {machine}" if machine else "") + "**", ""]
         lines += matrix_table(benches[key], marks)
     if any(r.get("flops") for r in rows):
-        lines += ["", "FLOPs: matmul FLOPs per call (/pass: per corpus pass); GFLOP/s at the median; % peak of "
-                      "the calibrated fp32 matmul peak (– without a machine profile); stop: the rule that ended the "
-                      "timed loop; disk MB: what the runtime loads from disk"]
+        lines += ["", "median: of the forks' medians (calls; whole passes for throughput); items/s: rows per second "
+                      "at that median; FLOPs: matmul FLOPs per call (/pass: per corpus pass); GFLOP/s at the median; "
+                      "% peak of the calibrated peak of the cell's own precision (– without one); stop: the rule that "
+                      "ended the timed loop of each fork; disk MB: what the runtime loads from disk"
+                      + ("; tokenize ms: the batch's tokenization by the model's own tokenizer, timed apart (not "
+                         "in median ms)" if any(r.get("tokenize_ms_batch") is not None for r in rows) else "")
+                      + ("; min cos: the worst fork's output against the fp32 reference; recall@10: of the fp32 "
+                         "top-10 neighbours over the accuracy corpus" if any(r.get("recall_at_10") is not None
+                                                                           for r in rows) else "")]
     noted = [r for key in sorted(benches) for r in benches[key] if id(r) in marks]
     if noted:
         lines += ["", f"Warnings ({sum(len(r['warnings']) for r in noted)} in {len(noted)} cell(s)):"]

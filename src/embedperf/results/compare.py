@@ -15,12 +15,13 @@ from embedperf.measure.stats import ratio_ci
 from embedperf.results.store import fork_series
 
 KEY_FIELDS = ("model", "source", "runtime", "precision", "device", "threads", "scenario", "modality", "order",
-              "batch", "seq", "truncate_dim")
+              "texts", "batch", "seq", "truncate_dim")
 
 
 def cell_key(doc: dict) -> tuple:
     spec = doc["spec"]
-    return tuple((spec.get("threads") or {}).get("intra_op") if k == "threads" else spec.get(k) for k in KEY_FIELDS)
+    return tuple((spec.get("threads") or {}).get("intra_op") if k == "threads" else
+                 bool(spec.get(k)) if k == "texts" else spec.get(k) for k in KEY_FIELDS)
 
 
 def _samples(doc: dict | None) -> list[list[int]] | None:

@@ -11,12 +11,12 @@ CELL_SCHEMA = "embedperf/cell/2"  # 2: measured in forks (separate runner proces
 
 def cell_id(model_slug: str, source: str, runtime: str, precision: str, device: str, scenario: str,
             batch: int, seq: int, truncate_dim: int | None = None, modality: str | None = None,
-            order: str | None = None, threads: int | None = None) -> str:
+            order: str | None = None, threads: int | None = None, texts: bool = False) -> str:
     """A file-safe name that is unique per cell of a run (towers, corpus orders and thread budgets are their own cells)."""
     parts = [model_slug, source, runtime, precision, device] + ([f"t{threads}"] if threads else []) + [scenario]
     if modality:
         parts.append(modality)
-    parts += [f"b{batch}", order if order else f"s{seq}"]
+    parts += [f"b{batch}", order if order else f"s{seq}"] + (["texts"] if texts else [])
     if truncate_dim:
         parts.append(f"d{truncate_dim}")
     return re.sub(r"[^A-Za-z0-9._-]", "-", "__".join(parts))
@@ -96,6 +96,13 @@ def flatten(doc: dict) -> dict:
         "tokens_per_s": summary.get("tokens_per_s"),
         "padding_waste": summary.get("padding_waste"),
         "preprocess_ms_per_image": summary.get("preprocess_ms_per_image"),
+        "texts": bool(spec.get("texts")),
+        "tokenize_ms_batch": summary.get("tokenize_ms_batch"),
+        "tokenize_ms_per_text": summary.get("tokenize_ms_per_text"),
+        "encode_ms_batch": summary.get("encode_ms_batch"),
+        "recall_at_10": (doc.get("accuracy") or {}).get("recall_at_10"),
+        "spearman": (doc.get("accuracy") or {}).get("spearman"),
+        "accuracy_min_cosine": (doc.get("accuracy") or {}).get("min_cosine"),
         "stop_rule": summary.get("stop_rule"),
         "size_on_disk_bytes": doc["model"].get("size_on_disk_bytes"),
         "gpu_peak_mb": summary.get("gpu_peak_mb"),

@@ -29,6 +29,9 @@ class Runtime:
     devices: tuple[str, ...] = ("cpu", "cuda")
     is_null: bool = False
     build_hint: str = ""
+    # what a runtime that builds its own graph implements (models/registry.py ModelSpec.graph_features);
+    # None: it runs the exported graph whole, whatever it holds
+    implements: frozenset[str] | None = None
 
 
 def rust_target_dir() -> Path:
@@ -51,7 +54,10 @@ RUNTIMES: dict[str, Runtime] = {
         Runtime("onnxruntime-rust", "rust", "onnx", "ONNX Runtime, Rust ort crate", binary="embedperf-ort-rust",
                 build_hint="build it with `make native` (needs cargo)"),
         Runtime("candle", "rust", "reference", "Candle (Rust), models written in this project",
-                binary="embedperf-candle", build_hint="build it with `make native` (needs cargo)"),
+                binary="embedperf-candle", build_hint="build it with `make native` (needs cargo)",
+                implements=frozenset({"family:bert", "family:xlm-roberta", "family:gemma3", "family:qwen3",
+                                      "family:clip", "family:siglip", "pooling:mean", "pooling:cls",
+                                      "pooling:last", "pooling:tower", "dense", "normalize"})),
         Runtime("openvino", "python", "openvino", "OpenVINO, Python API, fp32 IR", module="embedperf.runners.openvino",
                 python_package="openvino", devices=("cpu",)),
         Runtime("null", "python", "none", "does no work: the Python harness's own cost",
@@ -75,6 +81,16 @@ def get_runtime(name: str) -> Runtime:
     if name not in RUNTIMES:
         raise UnknownRuntime(f"unknown runtime {name!r}; choose from: {', '.join(RUNTIMES)}, all")
     return RUNTIMES[name]
+
+
+def unimplemented(runtime: Runtime, spec) -> str | None:
+    """Why a runtime that builds its own graph cannot run this model (a family, pooling or head it lacks), or None."""
+    if runtime.implements is None:
+        return None
+    missing = sorted(spec.graph_features() - runtime.implements)
+    if not missing:
+        return None
+    return f"{runtime.name} does not implement {', '.join(missing)} (it builds its own graph of the model)"
 
 
 def binary_path(runtime: Runtime) -> Path:
