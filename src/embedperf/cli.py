@@ -124,7 +124,7 @@ def _print_plan(run_doc, results: Path, run_id: str, kept: int = 0) -> None:
     threads = run_doc.threads or f"{available_cpus()} (the CPUs this process may use)"
     forks = forks_of(run_doc)
     towers = sum(len({x.modality for x in shapes[i]}) for i in range(len(run_doc.models)))
-    _say(f"  threads: {threads}; pin threads: {'yes' if run_doc.pin_threads else 'no'}")
+    _say(f"  threads: {threads}")
     _say(f"  forks: {forks} per cell ({'given' if t.forks else 'default for ' + run_doc.scenario}): "
          f"{towers * len(run_doc.runtimes) * len(precisions) * forks} runner process(es), in rounds of a seeded "
          f"shuffle (seed {t.schedule_seed})")
@@ -176,8 +176,6 @@ def run(
                                   "bf16, fp16, int8. A runtime that cannot run one natively gets `skipped` cells "
                                   "with the reason, never fp32 under that label."),
     threads: Optional[int] = typer.Option(None, help="Intra-op threads (default: the CPUs this process may use)."),
-    pin_threads: bool = typer.Option(False, "--pin-threads/--no-pin-threads",
-                                     help="Pin each runner's threads to CPUs."),
     truncate_dim: Optional[int] = typer.Option(None, help="Matryoshka: keep this many dims, then re-normalize."),
     forks: Optional[int] = typer.Option(None, help="Separate runner processes per cell, run interleaved with the "
                                         "other cells' (default 3 for latency, 2 for throughput): one process is "

@@ -89,7 +89,6 @@ class RunSpec:
     # real text for the accuracy pass (one sentence per line; default: the standard library's docstrings)
     accuracy_corpus: str | None = None
     texts: str | None = None  # --text FILE: real sentences through the model's tokenizer (workload/texts.py)
-    pin_threads: bool = False  # pin each runner's threads to CPUs
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -316,7 +315,7 @@ def _check_timing(timing: Timing) -> None:
 def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", precision="fp32",
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
           fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
-          corpus: Corpus | None = None, calibrate: bool = True, pin_threads: bool = False,
+          corpus: Corpus | None = None, calibrate: bool = True,
           description: str | None = None, accuracy_corpus: str | None = None, texts: str | None = None) -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
@@ -368,7 +367,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
                    seq=_ints(seq, "seq") if seq not in (None, [], "") else [],
                    device=device, precision=precision, scenario=scenario, threads=threads, timing=timing,
                    memory_limit_mb=memory_limit_mb, fault=fault_doc, images=images, corpus=corpus,
-                   calibrate=calibrate, pin_threads=pin_threads, description=description,
+                   calibrate=calibrate, description=description,
                    accuracy_corpus=accuracy_corpus, texts=texts)
     from embedperf.workload.text import ShapeError, check_shape
 
@@ -397,7 +396,7 @@ SUITE_TYPES = {
     "seq": "integers", "device": _STR, "precision": "a list or comma-separated string", "threads": _INT,
     "timing": _MAP,
     "memory_limit_mb": _NUM, "scenario": _STR, "images": _STR, "corpus": _MAP, "calibrate": _BOOL,
-    "pin_threads": _BOOL, "fault": _STR, "fault_at_shape": _INT, "accuracy_corpus": _STR,
+    "fault": _STR, "fault_at_shape": _INT, "accuracy_corpus": _STR,
     "texts": _STR,
     "parts": _LIST,  # sub-suites run into the same run folder (see part_docs)
     "machines": None, "cloud": None,  # read by `embedperf cloud`
@@ -415,7 +414,7 @@ OPTION_KEYS = {
     "model": "model", "source": "source", "path": "path", "revision": "revision", "truncate_dim": "truncate_dim",
     "runtimes": "runtimes", "batch": "batch", "seq": "seq", "scenario": "scenario", "corpus_items": "corpus.items",
     "images": "images", "device": "device", "precision": "precision", "threads": "threads",
-    "memory_limit_mb": "memory_limit_mb", "calibrate_machine": "calibrate", "pin_threads": "pin_threads",
+    "memory_limit_mb": "memory_limit_mb", "calibrate_machine": "calibrate",
     "fault": "fault", "fault_at_shape": "fault_at_shape", "warmup": "timing.warmup",
     "min_calls": "timing.min_calls", "min_seconds": "timing.min_seconds", "max_seconds": "timing.max_seconds",
     "target_ci": "timing.target_ci", "load_timeout": "timing.load_timeout", "grace": "timing.grace",
@@ -539,7 +538,7 @@ def from_doc(doc: dict, where: str) -> RunSpec:
                  fault=doc.get("fault"), fault_at_shape=doc.get("fault_at_shape", 0),
                  scenario=doc.get("scenario", "latency"), images=doc.get("images"),
                  corpus=Corpus(**{k: v for k, v in corpus_doc.items() if v is not None}),
-                 calibrate=doc.get("calibrate", True), pin_threads=doc.get("pin_threads", False),
+                 calibrate=doc.get("calibrate", True),
                  description=doc.get("description"), accuracy_corpus=doc.get("accuracy_corpus"),
                  texts=doc.get("texts"))
 
