@@ -110,7 +110,7 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
     manifest = plan.prepared.manifest if plan.prepared else {}
     size = None
     if plan.prepared and runtime.artifact != "none":
-        size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None)
+        size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None, precision)
     first = next((f.runner for f in forks if f.runner.get("framework")), {}) if forks else {}
     throughput = bool(x.order)
     doc: dict = {
@@ -142,6 +142,9 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
             # what this runtime loads from disk (one tower's graph for a multimodal model; the reference
             # folder, both towers, for torch and candle)
             "size_on_disk_bytes": size,
+            # how a quantized artifact was made (tool, scheme, calibration, versions); None for an fp32 file
+            "quantization": plan.prepared.recipe(runtime.artifact, precision) if plan.prepared and
+            runtime.artifact != "none" else None,
         },
         "machine": facts.machine,
         "versions": {
