@@ -91,3 +91,14 @@ def test_corpus_accuracy_reorders_and_judges():
     # a candidate whose rows are shuffled against the reference's is no longer the same embedding
     bad = accuracy.corpus_accuracy(fed_ref[::-1].copy(), fed_ref, order, real_text=True, precision="bf16")
     assert bad["below_floor"].startswith("bf16 accuracy below its floor: min cosine")
+
+
+def test_rows_both_embed_to_zero_leave_the_cosine_figures_and_are_counted():
+    """A text tokenized to nothing but padding embeds to zero in the reference: agreement there is no cosine."""
+    ref = np.array([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
+    same = accuracy.accuracy_cost(ref.copy(), ref, real_text=False)
+    assert same["min_cosine"] == 1.0 and same["zero_rows"] == 1
+    wrong = ref.copy()
+    wrong[2] = [0.5, 0.5]  # something where the reference has nothing: that row keeps its cosine of 0
+    got = accuracy.accuracy_cost(wrong, ref, real_text=False)
+    assert got["min_cosine"] == 0.0 and "zero_rows" not in got
