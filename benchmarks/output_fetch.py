@@ -1,53 +1,70 @@
-"""Does fetching fewer outputs skip their work? BGE-M3's all-outputs graph, asked for the dense output only.
+"""Does fetching fewer outputs skip their work? A graph with a cheap and a costly output, asked for the cheap one.
 
-Why embedperf exports one graph per output mode (docs/outputs.md): if ONNX Runtime or OpenVINO pruned the
-nodes of the outputs a call does not fetch, one graph with every output would do. This times, interleaved,
-the dense graph, the all-outputs graph fetching only sentence_embedding, and the all-outputs graph fetching
-everything (ONNX Runtime's Python binding; OpenVINO's compiled model has no per-call output selection, it
-always computes every result). When the middle one costs what the last one does, nothing was pruned.
+Why embedperf exports one graph per output mode (docs/outputs.md): if ONNX Runtime pruned the nodes of the
+outputs a call does not fetch, one BGE-M3 graph with every output would serve every mode. This builds a
+graph whose output `cheap` is one Relu of the input and whose output `costly` is eight 2048×2048 matmuls
+after it, and times, interleaved, ONNX Runtime fetching `cheap` only, `costly` only and both; then a graph
+holding `cheap` alone. When fetching `cheap` from the two-output graph costs what fetching both does (and
+far more than the one-output graph), nothing was pruned. OpenVINO's compiled model has no per-call choice of
+outputs: an infer request computes every result.
 
-    .venv/bin/python benchmarks/output_fetch.py [--source twin] [--batch 8] [--seq 512] [--rounds 5]
+    .venv/bin/python benchmarks/output_fetch.py [--rows 256] [--rounds 5] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
-from embedperf.measure.machine import available_cpus
-from embedperf.models.registry import get_model
-from embedperf.models.sources import locate
-from embedperf.paths import models_dir, workloads_dir
-from embedperf.prepare import ensure_prepared
-from embedperf.workload import text
+
+def graph(path: Path, costly: bool, width: int = 2048, matmuls: int = 8) -> None:
+    """x -> cheap = Relu(x); with `costly`, also costly = x W W ... W (`matmuls` times)."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, width])
+    outputs = [helper.make_tensor_value_info("cheap", TensorProto.FLOAT, None)]
+    nodes = [helper.make_node("Relu", ["x"], ["cheap"])]
+    weights = []
+    if costly:
+        weights.append(numpy_helper.from_array(np.random.default_rng(0).random((width, width), dtype=np.float32), "W"))
+        prev = "x"
+        for i in range(matmuls):
+            nodes.append(helper.make_node("MatMul", [prev, "W"], [f"m{i}"]))
+            prev = f"m{i}"
+        nodes.append(helper.make_node("Identity", [prev], ["costly"]))
+        outputs.append(helper.make_tensor_value_info("costly", TensorProto.FLOAT, None))
+    model = helper.make_model(helper.make_graph(nodes, "outputs", [x], outputs, weights),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    onnx.save(model, str(path))
 
 
 def main() -> None:
+    import numpy as np
     import onnxruntime as ort
-    from safetensors.numpy import load_file
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", default="tiny", choices=["tiny", "twin"])
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--seq", type=int, default=128)
+    parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
-    spec = get_model("BAAI/bge-m3")
-    threads = available_cpus()
-    prepared = ensure_prepared(spec, locate(spec, args.source), {"onnx", "onnx+all"}, models_dir(), threads)
-    feed = load_file(str(text.ensure(spec, args.source, args.batch, args.seq, workloads_dir()).path))
-    feed = {k: feed[k] for k in ("input_ids", "attention_mask")}
     options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
-    dense = ort.InferenceSession(str(prepared.artifact_path("onnx")), options, providers=["CPUExecutionProvider"])
-    both = ort.InferenceSession(str(prepared.artifact_path("onnx", outputs="all")), options,
-                                providers=["CPUExecutionProvider"])
-    every = [o.name for o in both.get_outputs()]
-    cases = {"dense graph": (dense, ["sentence_embedding"]),
-             "all-outputs graph, fetching sentence_embedding": (both, ["sentence_embedding"]),
-             f"all-outputs graph, fetching {', '.join(every)}": (both, every)}
+    options.intra_op_num_threads, options.inter_op_num_threads = args.threads, 1
+    with tempfile.TemporaryDirectory() as tmp:
+        graph(Path(tmp) / "both.onnx", costly=True)
+        graph(Path(tmp) / "cheap.onnx", costly=False)
+        both = ort.InferenceSession(str(Path(tmp) / "both.onnx"), options, providers=["CPUExecutionProvider"])
+        alone = ort.InferenceSession(str(Path(tmp) / "cheap.onnx"), options, providers=["CPUExecutionProvider"])
+    feed = {"x": np.random.default_rng(1).random((args.rows, 2048), dtype=np.float32)}
+    cases = {"two-output graph, fetching cheap": (both, ["cheap"]),
+             "two-output graph, fetching costly": (both, ["costly"]),
+             "two-output graph, fetching both": (both, ["cheap", "costly"]),
+             "one-output graph (cheap only)": (alone, ["cheap"])}
     times: dict[str, list[float]] = {name: [] for name in cases}
     for session, names in cases.values():
         session.run(names, feed)  # warm-up
@@ -57,12 +74,12 @@ def main() -> None:
                 t0 = time.perf_counter()
                 session.run(names, feed)
                 times[name].append(time.perf_counter() - t0)
-    print(f"BGE-M3 ({args.source}), batch {args.batch} x seq {args.seq}, {threads} thread(s), onnxruntime "
-          f"{ort.__version__}, {args.rounds} interleaved rounds of {args.calls} calls")
-    base = statistics.median(times["dense graph"])
+    print(f"onnxruntime {ort.__version__}, {args.rows} rows, {args.threads} thread(s), {args.rounds} interleaved "
+          f"rounds of {args.calls} calls")
+    base = statistics.median(times["two-output graph, fetching both"])
     for name, series in times.items():
         m = statistics.median(series)
-        print(f"  {name:60s} median {m * 1e3:9.3f} ms  ({m / base:.3f}x the dense graph)")
+        print(f"  {name:36s} median {m * 1e3:9.3f} ms  ({m / base:.3f}x fetching both)")
 
 
 if __name__ == "__main__":

@@ -217,7 +217,7 @@ def parse_outputs(value) -> list[str]:
     return out
 
 
-def check_outputs(outputs: list[str], models: list[ModelChoice], scenario: str, texts: str | None) -> None:
+def check_outputs(outputs: list[str], models: list[ModelChoice], scenario: str) -> None:
     """Output modes beyond dense: every model must have their heads, and they run the latency scenario."""
     extra = [o for o in outputs if o != "dense"]
     if not extra:
@@ -359,7 +359,7 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
     names = parse_runtimes(runtimes)
     precision = parse_precisions(precision)
     outputs = parse_outputs(outputs)
-    check_outputs(outputs, models, scenario, texts)
+    check_outputs(outputs, models, scenario)
     if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise SpecError(f"unknown device {device!r}; choose from: cpu, cuda, cuda:N")
     if threads is not None and threads < 1:

@@ -84,7 +84,8 @@ def test_each_harness_aggregates_the_lexical_weights_by_the_rule(runtime, bge):
             continue
         request = _request(run_dir, runtime, mode)
         workload = _workload(request, batch)
-        assert request["model"]["outputs"] == ["dense", "sparse"] and request["model"]["unused_token_ids"] == [0, 1, 2, 3]
+        assert request["model"]["outputs"] == ["dense", "sparse"]
+        assert request["model"]["unused_token_ids"] == [0, 1, 2, 3]
         ids, weights, offsets = extra.lexical_weights(out[extra.TOKEN_WEIGHTS], workload["input_ids"],
                                                       workload["attention_mask"], [0, 1, 2, 3])
         np.testing.assert_array_equal(out[extra.LEXICAL_IDS], ids)

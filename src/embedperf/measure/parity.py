@@ -161,7 +161,8 @@ def compare_sparse(token_weights: np.ndarray, ref_token_weights: np.ndarray, mas
             "lexical_max_abs_diff": float(lex), "top_k": k,
             "top_k_agreement": min(t[0] for t in tops), "top_k_agreement_plain": min(t[1] for t in tops),
             "top_k_ids_judged": sum(t[2] for t in tops),
-            "lexical_entries": [len(row) for row in lexical], "reference_lexical_entries": [len(r) for r in ref_lexical],
+            "lexical_entries": [len(row) for row in lexical],
+            "reference_lexical_entries": [len(r) for r in ref_lexical],
             "threshold": {"max_abs_diff": SPARSE_MAX_ABS, "top_k_agreement": 1.0}}
 
 
@@ -177,7 +178,8 @@ def compare_colbert(vectors: np.ndarray, ref_vectors: np.ndarray, mask: np.ndarr
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cos = np.sum(a * b, axis=1) / np.where(norms == 0, 1.0, norms)
     padding = float(np.max(np.abs(vectors[~real]))) if (~real).any() else 0.0
-    result = {"min_cosine": float(cos.min()) if cos.size else None, "mean_cosine": float(cos.mean()) if cos.size else None,
+    result = {"min_cosine": float(cos.min()) if cos.size else None,
+              "mean_cosine": float(cos.mean()) if cos.size else None,
               "vectors": int(real.sum()), "max_abs_diff": float(np.max(np.abs(a - b))) if a.size else 0.0,
               "padding_max_abs": padding, "threshold": {"min_cosine": COLBERT_MIN_COSINE}}
     if padding != 0.0:

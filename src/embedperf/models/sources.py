@@ -213,9 +213,11 @@ def materialize_token_heads(spec: ModelSpec, located: Located) -> dict:
             raise SourceError(f"{path}: not a plain state dict of tensors ({type(e).__name__}: {e})"
                               .splitlines()[0]) from e
         if not isinstance(state, dict) or not isinstance(state.get("weight"), torch.Tensor):
-            raise SourceError(f"{path} holds no `weight` tensor (keys: {sorted(state) if isinstance(state, dict) else type(state).__name__})")
+            held = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise SourceError(f"{path} holds no `weight` tensor (it holds {held})")
         weight, bias = state["weight"].float(), state.get("bias")
         if weight.ndim != 2 or (output == "sparse" and weight.shape[0] != 1):
-            raise SourceError(f"{path}: weight is {tuple(weight.shape)}, expected [{1 if output == 'sparse' else 'D'}, hidden]")
+            raise SourceError(f"{path}: weight is {tuple(weight.shape)}, "
+                              f"expected [{1 if output == 'sparse' else 'D'}, hidden]")
         heads[output] = {"weight": weight, "bias": bias.float() if isinstance(bias, torch.Tensor) else None}
     return heads

@@ -4,8 +4,8 @@ A cell is (model, runtime, precision, device, scenario, shape); a shape also say
 return (the output mode: dense, or BGE-M3's sparse / colbert / all beside it). It is measured in k forks: k
 separate runner processes, each loading the model afresh, because one process is one draw of the
 machine's fast or slow mode. A fork job is one runner process: one runtime on one tower of one
-model in one output mode (one graph), timing all the shapes of that group that still need this fork. Within a model the jobs run
-in rounds, each round a seeded random permutation of the groups (A C B, B A C, ...), so drift, heat
+model in one output mode (one graph), timing all the shapes of that group that still need this fork.
+Within a model the jobs run in rounds, each round a seeded random permutation of the groups (A C B, B A C, ...), so drift, heat
 and a noisy neighbour fall on every runtime alike (asv's interleaving, randomised as google/benchmark
 does).
 """

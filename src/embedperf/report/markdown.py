@@ -267,7 +267,8 @@ def outputs_rows(rows: list[dict]) -> tuple[list, list]:
     for r in rows:
         if not r.get("order"):
             key = (r["model"], r["source"], precision_rank(r.get("precision") or "fp32"), r.get("precision"),
-                   r.get("device"), r.get("threads"), r.get("machine") or "", r["batch"], r["seq"], bool(r.get("texts")),
+                   r.get("device"), r.get("threads"), r.get("machine") or "", r["batch"], r["seq"],
+                   bool(r.get("texts")),
                    _runtime_rank(r["runtime"]), r["runtime"], r.get("run_id") or "")
             groups[key][r.get("outputs") or "dense"] = r
     headers = [("model", False), ("runtime", False), ("batch×seq", False), ("outputs", False), ("status", False),
@@ -298,7 +299,8 @@ def outputs_rows(rows: list[dict]) -> tuple[list, list]:
                      if mode != "dense" and r.get("loop_peak_rss_mb") is not None
                      and dense.get("loop_peak_rss_mb") is not None else None)
             body.append((r["status"], [
-                _model_name(r), r["runtime"], f"{r['batch']}×{r['seq']}", mode, _status(r), _fmt(r.get("median_ms"), ".3f"),
+                _model_name(r), r["runtime"], f"{r['batch']}×{r['seq']}", mode, _status(r),
+                _fmt(r.get("median_ms"), ".3f"),
                 ratio, _fmt(block.get("bytes_per_item_total") / 1024 if block.get("bytes_per_item_total") else None,
                             ".1f"), _fmt(real / 1024 if real is not None else None, ".1f"),
                 _fmt(r.get("loop_peak_rss_mb"), ".0f"), _fmt(delta, "+.0f")]))
