@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from conftest import embedperf, require_runtime
+from conftest import FAST, cells_of, embedperf, require_runtime
 from embedperf.measure import parity
 from embedperf.runners import outputs as extra
 
@@ -112,3 +112,18 @@ def test_the_table_reads_off_the_cost_of_each_mode_over_dense(bge):
             assert ratio == "1 (base)"
         else:
             assert status == "ok" and float(ratio.split()[0]) > 0 and "(" in ratio  # the ratio and its CI
+
+
+def test_an_output_mode_at_another_precision_is_skipped_with_the_reason(results):
+    """Output modes are measured at fp32: beside an int8 dense cell, the int8 sparse cell is skipped, not run at
+    another precision or with the dense graph."""
+    require_runtime("onnxruntime-python")
+    proc = embedperf("run", "--model", "BAAI/bge-m3", "--source", "tiny", "--runtimes", "onnxruntime-python",
+                     "--precision", "fp32,int8", "--outputs", "dense,sparse", "--batch", "2", "--seq", "16", *FAST,
+                     "--results", str(results), timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    cells = {(c["precision"], c["outputs"]): c for c in cells_of(results)}
+    assert set(cells) == {(p, m) for p in ("fp32", "int8") for m in ("dense", "sparse")}
+    skipped = cells[("int8", "sparse")]
+    assert skipped["status"] == "skipped" and "measured at fp32 only" in skipped["reason"]
+    assert all(cells[k]["status"] == "ok" for k in cells if k != ("int8", "sparse"))

@@ -12,7 +12,6 @@ from embedperf.models.registry import get_model
 from embedperf.models.sources import locate
 from embedperf.prepare import ensure_prepared
 from embedperf.prepare.cache import Prepared
-from embedperf.protocol import PROTOCOL_VERSION
 from embedperf.runners.launch import launch
 from embedperf.runners.registry import RUNTIMES
 from embedperf.workload import corpus
@@ -27,24 +26,20 @@ def prepare(model: str, source: str, formats: set[str], root: Path) -> Prepared:
 
 def request(model: str, source: str, runtime: str, precision: str, prepared: Prepared, shapes: list[dict],
             attention: str | None = None) -> dict:
-    """A protocol request for one runner, its artifact chosen as the orchestrator chooses it for `precision`."""
-    spec = get_model(model)
-    fmt = RUNTIMES[runtime].artifact
-    artifact = {"format": fmt, "path": str(prepared.artifact_path(fmt, precision=precision)),
-                "sha256": prepared.artifact_sha256(fmt, precision=precision)}
-    if runtime == "torch":
-        artifact["attention"] = attention or "sdpa"
-    return {
-        "protocol": PROTOCOL_VERSION, "runtime": runtime,
-        "model": {"name": spec.name, "family": spec.family, "pooling": spec.pooling, "normalize": spec.normalize,
-                  "dense": spec.dense_names(), "output_dim": spec.embedding_dim(source), "truncate_dim": None},
-        "artifact": artifact, "shapes": shapes, "device": "cpu", "precision": precision,
-        "threads": {"intra_op": THREADS, "inter_op": 1},
-        "timing": {"warmup": 1, "min_calls": 2, "min_seconds": 0.0, "max_seconds": 30.0, "target_ci": None},
-        "onnxruntime": {"graph_optimization_level": "all", "execution_mode": "sequential",
-                        "enable_cpu_mem_arena": True, "allow_spinning": True} if fmt == "onnx" else None,
-        "fault": None,
-    }
+    """The protocol request the orchestrator writes for one runner at `precision` (its artifact chosen as a cell's),
+    with short timing; `attention` overrides torch's (eager for a reference pass)."""
+    from embedperf.orchestrator.execute import Executor
+    from embedperf.orchestrator.plan import ModelPlan
+    from embedperf.spec import Timing, build, model_choice
+
+    choice = model_choice(model, source)
+    spec = build([choice], runtime, "1", "16", precision=precision, threads=THREADS,
+                 timing=Timing(warmup=1, min_calls=2, min_seconds=0.0, max_seconds=30.0, target_ci=None))
+    plan = ModelPlan(choice, get_model(choice.name), prepared=prepared)
+    req = Executor(spec, None, THREADS, print).request(plan, RUNTIMES[runtime], shapes, precision=precision)
+    if attention and runtime == "torch":
+        req["artifact"]["attention"] = attention
+    return req
 
 
 def run(runtime: str, req: dict, work: Path, tag: str) -> dict:

@@ -113,8 +113,10 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
     manifest = plan.prepared.manifest if plan.prepared else {}
     size = None
     if plan.prepared and runtime.artifact != "none":
-        size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None, "fp32",
-                                        x.outputs)
+        # an output mode's graph is fp32 only: its cells at another precision are skipped and read nothing
+        if x.outputs == "dense" or precision == "fp32":
+            size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None, precision,
+                                            x.outputs)
     first = next((f.runner for f in forks if f.runner.get("framework")), {}) if forks else {}
     throughput = bool(x.order)
     doc: dict = {
@@ -147,6 +149,9 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
             # what this runtime loads from disk (one tower's graph for a multimodal model; the reference
             # folder, both towers, for torch and candle)
             "size_on_disk_bytes": size,
+            # how a quantized artifact was made (tool, scheme, calibration, versions); None for an fp32 file
+            "quantization": plan.prepared.recipe(runtime.artifact, precision, x.outputs) if plan.prepared and
+            runtime.artifact != "none" and (x.outputs == "dense" or precision == "fp32") else None,
         },
         "machine": facts.machine,
         "versions": {

@@ -104,7 +104,7 @@ def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: 
     # the marker tells `cache ls`/`cache prune` (and another run) that this entry is being written
     with building(folder, say) as mark:
         manifest = read_manifest(folder) or {}  # another run may have built it while we waited
-        missing = {f for f in formats | {"reference"} if f not in manifest.get("artifacts", {})}
+        missing = {f for f in formats | {"reference"} if not is_current(f, manifest)}
         if not missing:
             say(f"prepare: reusing {spec.name} ({located.source}) from cache {key}")
             return Prepared(folder, manifest)

@@ -28,6 +28,7 @@ from embedperf.report.markdown import (_fmt, fmt_flops, fmt_mb, md_table, multim
                                        run_overhead_lines, sections, setup_lines, sort_key, table, throughput_rows,
                                        warning_notes, with_shapes, zero_shot_note)
 from embedperf.report.models import PLAN_MODELS, expectations, model_rows, plan_facts
+from embedperf.report.tradeoff import tradeoff_lines, tradeoffs
 from embedperf.report.verdicts import RULES, Verdict, fmt_ratio, headline_sentence, headlines, heatmap, verdicts
 
 STYLE = """
@@ -463,6 +464,29 @@ def models_section(cells: list[dict], all_verdicts: list[Verdict]) -> list[str]:
     return parts
 
 
+def tradeoff_section(cells: list[dict], rows: list[dict]) -> list[str]:
+    """Speed against accuracy per model and shape: a table each (Pareto front marked) and one figure."""
+    views = tradeoffs(cells)
+    if not views:
+        return []
+    parts = ['<section id="tradeoff"><h2>Speed against accuracy</h2>',
+             "<p>Speedup over torch fp32 at the same shape (95% CI) against accuracy: recall@10 of the fp32 top-10 "
+             "neighbours over the accuracy corpus where the model reads real text, else the worst cosine to the fp32 "
+             "reference (random weights: no retrieval claim). ★ marks the Pareto front: no other cell is at least "
+             "as fast and as accurate.</p>"]
+    headers = [("runtime", False), ("precision", False), ("speedup", True), ("recall@10", True), ("min cos", True),
+               ("disk MB", True), ("peak RSS MB", True), ("Pareto", False)]
+    for v in views:
+        body = [("", [p.runtime, p.precision, p.speedup.text() if p.speedup else "–", _fmt(p.recall_at_10, ".3f"),
+                      _fmt(p.min_cosine, ".5f"), _fmt(p.size_mb, ".1f"), _fmt(p.peak_rss_mb, ".0f"),
+                      "★" if p.pareto else ""]) for p in v.points]
+        parts += [f"<h3>{_e(v.model.split('/')[-1])} ({_e(v.source)}, weights {_e(v.weights)}), {_e(v.shape)}</h3>",
+                  _table(headers, body)]
+    parts += [_figure("tradeoff", plots.tradeoff_plot(views, rows), "Fewer than two cells to place.",
+                      plots.caption([r for r in rows if r["status"] == "ok"])), "</section>"]
+    return parts
+
+
 def _by_model(rows: list[dict]) -> dict[tuple, list[dict]]:
     out: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
@@ -502,6 +526,7 @@ def render_html(cells: list[dict], profile: dict | None = None, title: str = "em
         return "\n".join(parts) + "\n"
     parts += verdict_section(all_verdicts)
     parts += models_section(cells, all_verdicts)
+    parts += tradeoff_section(cells, rows)
     caption = plots.caption([r for r in rows if r["status"] == "ok"])  # what the figures draw
     parts += ['<section id="latency"><h2>Scaling</h2>',
               '<p class="how">Where each runtime\'s cost grows: latency against sequence length at the smallest batch '
@@ -580,16 +605,17 @@ def write_html(cells: list[dict], out: Path, profile: dict | None = None, title:
 
 FIGURE_FILES = (("latency-seq", "Latency vs sequence length"), ("latency-batch", "Latency vs batch"),
                 ("throughput", "Throughput"), ("throughput-scenario", "Throughput scenario"), ("memory", "Memory"),
-                ("roofline", "Roofline"))
+                ("roofline", "Roofline"), ("tradeoff", "Speed against accuracy"))
 
 
-def _figure_svgs(rows: list[dict], profile: dict | None) -> dict[str, str | None]:
+def _figure_svgs(cells: list[dict], rows: list[dict], profile: dict | None) -> dict[str, str | None]:
     return {"latency-seq": plots.latency_plot(rows, "seq", "latency-seq"),
             "latency-batch": plots.latency_plot(rows, "batch", "latency-batch"),
             "throughput": plots.throughput_plot(rows),
             "throughput-scenario": plots.throughput_scenario_plot(rows),
             "memory": plots.memory_plot(rows),
-            "roofline": plots.roofline_plot(rows, profile) if profile else None}
+            "roofline": plots.roofline_plot(rows, profile) if profile else None,
+            "tradeoff": plots.tradeoff_plot(tradeoffs(cells), rows)}
 
 
 def render_markdown(cells: list[dict], profile: dict | None = None, figures: dict[str, str] | None = None) -> str:
@@ -600,6 +626,7 @@ def render_markdown(cells: list[dict], profile: dict | None = None, figures: dic
     parts = ["# embedperf report", ""] + [f"- {line}" for line in provenance(cells)] + [""]
     parts += verdict_lines(all_verdicts)
     parts += models_lines(cells, all_verdicts)
+    parts += tradeoff_lines(cells)
     if figures:
         parts += ["## Figures", ""]
         caption = plots.caption([r for r in rows if r["status"] == "ok"])
@@ -635,7 +662,7 @@ def write_markdown(cells: list[dict], out: Path, profile: dict | None = None, wi
     if with_figures:
         rows = _rows(cells, profile)
         folder = out.parent / f"{out.stem}-figures"
-        for name, svg in _figure_svgs(rows, profile).items():
+        for name, svg in _figure_svgs(cells, rows, profile).items():
             if svg is None:
                 continue
             folder.mkdir(exist_ok=True)

@@ -354,3 +354,38 @@ def roofline_plot(rows: list[dict], profile: dict, name: str = "roofline") -> st
     # beside the axes, never over the points
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0), frameon=False)
     return to_svg(fig, name)
+
+
+def tradeoff_plot(views, rows: list[dict], name: str = "tradeoff") -> str | None:
+    """Speedup over torch fp32 (x, log) against accuracy (y) per model and shape: a marker per precision, a colour
+    per runtime, the Pareto front drawn through the cells no other beats on both."""
+    placed = [v for v in views if sum(p.speedup is not None and p.accuracy is not None for p in v.points) >= 2]
+    if not placed:
+        return None
+    placed = placed[:6]  # the figure stays readable; the tables list every view
+    plt = _plt()
+    fig, axes = _panels(plt, len(placed))
+    runtimes = runtime_order(p.runtime for v in placed for p in v.points)
+    precisions = sorted({p.precision for v in placed for p in v.points}, key=precision_rank)
+    for ax, v in zip(axes, placed):
+        points = [p for p in v.points if p.speedup is not None and p.accuracy is not None]
+        for p in points:
+            ax.errorbar(p.speedup.ratio, p.accuracy, xerr=[[p.speedup.ratio - p.speedup.low],
+                                                           [p.speedup.high - p.speedup.ratio]],
+                        fmt=MARKERS[precisions.index(p.precision) % len(MARKERS)], color=color_of(p.runtime, runtimes),
+                        markeredgecolor="black" if p.pareto else color_of(p.runtime, runtimes), markersize=7,
+                        capsize=2, label=f"{p.runtime}", linestyle="none")
+        front = sorted((p for p in points if p.pareto), key=lambda p: p.speedup.ratio)
+        if len(front) > 1:
+            ax.plot([p.speedup.ratio for p in front], [p.accuracy for p in front], color="black", linewidth=0.8,
+                    linestyle="--", label="Pareto front")
+        ax.set_xscale("log")
+        _log_ticks(ax)
+        ax.set_xlabel("speedup over torch fp32 (×)")
+        ax.set_ylabel(v.axis)
+        ax.set_title(f"{v.model.split('/')[-1]} ({v.source}), {v.shape}", fontsize=9)
+    for precision in precisions:  # the marker key, once
+        axes[0].plot([], [], MARKERS[precisions.index(precision) % len(MARKERS)], color="#777777", label=precision)
+    _legend(fig, axes)
+    fig.suptitle(f"Speed against accuracy (black edge: Pareto front)\n{caption(rows)}", fontsize=9)
+    return to_svg(fig, name)

@@ -11,6 +11,7 @@ import onnxruntime as ort
 from embedperf.runners import ort_precision
 from embedperf.runners.harness import main, missing_input
 from embedperf.runners.outputs import GRAPH_OUTPUTS
+from embedperf.runners.refusal import Unsupported
 
 LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -46,7 +47,8 @@ class OrtEngine:
         self.requested = request["device"]
         if self.requested.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise RuntimeError("device cuda requested but this onnxruntime has no CUDAExecutionProvider")
+                raise Unsupported("this onnxruntime has no CUDAExecutionProvider (onnxruntime-gpu, installed in "
+                                  "place of onnxruntime, has it)")
             # never fall back to the CPU silently: a cell must run where it says
             config["session.disable_cpu_ep_fallback"] = "1"
             device_id = int(self.requested.split(":")[1]) if ":" in self.requested else 0
