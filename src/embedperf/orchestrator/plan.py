@@ -5,9 +5,9 @@ return (the output mode: dense, or BGE-M3's sparse / colbert / all beside it). I
 separate runner processes, each loading the model afresh, because one process is one draw of the
 machine's fast or slow mode. A fork job is one runner process: one runtime on one tower of one
 model in one output mode (one graph), timing all the shapes of that group that still need this fork.
-Within a model the jobs run in rounds, each round a seeded random permutation of the groups (A C B, B A C, ...), so drift, heat
-and a noisy neighbour fall on every runtime alike (asv's interleaving, randomised as google/benchmark
-does).
+Within a model the jobs run in rounds, each round a seeded random permutation of the groups (A C B,
+B A C, ...), so drift, heat and a noisy neighbour fall on every runtime alike (asv's interleaving,
+randomised as google/benchmark does).
 """
 
 from __future__ import annotations
