@@ -68,15 +68,18 @@ def available(names: list[str]) -> list[str]:
 
 @pytest.fixture(scope="session")
 def matrix(tmp_path_factory):
-    """Run (once per session) one model on every available runtime; returns (run folder, flat cells)."""
+    """Run (once per session) one model on every available runtime (and output modes, when given); returns
+    (run folder, flat cells)."""
 
-    def get(model: str, source: str, batch: str = "1,3", seq: str | None = "24") -> tuple[Path, list[dict]]:
-        key = (model, source, batch, seq)
+    def get(model: str, source: str, batch: str = "1,3", seq: str | None = "24",
+            outputs: str | None = None) -> tuple[Path, list[dict]]:
+        key = (model, source, batch, seq, outputs)
         if key not in _MATRICES:
             results = tmp_path_factory.mktemp("matrix")
             runtimes = ",".join(available(EVERY_RUNTIME))
             shape = ["--batch", batch] + (["--seq", seq] if seq else [])  # CLIP/SigLIP lengths are fixed
-            proc = embedperf("run", "--model", model, "--source", source, "--runtimes", runtimes, *shape,
+            modes = ["--outputs", outputs] if outputs else []
+            proc = embedperf("run", "--model", model, "--source", source, "--runtimes", runtimes, *shape, *modes,
                              *FAST, "--results", str(results), timeout=1800)
             # 3: finished with failed cells; the tests that read the cells judge each one
             assert proc.returncode in (0, 3), proc.stdout + proc.stderr

@@ -111,19 +111,21 @@ def _print_plan(run_doc, results: Path, run_id: str, kept: int = 0) -> None:
     shapes = {i: _planned_shapes(run_doc, m) for i, m in enumerate(run_doc.models)}
     cells = sum(len(s) for s in shapes.values()) * len(run_doc.runtimes) * len(precisions)
     _say(f"dry run: nothing is prepared or measured (run {run_id}, results in {results / run_id})")
+    modes = f" x {len(run_doc.outputs)} output mode(s)" if run_doc.outputs != ["dense"] else ""
     _say(f"cells: {cells} = {len(run_doc.models)} model(s) x {len(run_doc.runtimes)} runtime(s) x "
-         f"{len(precisions)} precision(s) x shapes")
+         f"{len(precisions)} precision(s){modes} x shapes")
     for i, m in enumerate(run_doc.models):
         extra = f", truncate to {m.truncate_dim}" if m.truncate_dim else ""
         tower = get_model(m.name).multimodal
         _say(f"  model {m.name} ({m.source}{extra}): {len(shapes[i])} shape(s): "
              f"{', '.join(x.label(tower) for x in shapes[i])}")
     _say(f"  runtimes: {', '.join(run_doc.runtimes)}")
-    _say(f"  precision: {', '.join(precisions)}; device: {run_doc.device}; scenario: {run_doc.scenario}"
+    _say(f"  precision: {', '.join(precisions)}; outputs: {', '.join(run_doc.outputs)}; device: {run_doc.device}; "
+         f"scenario: {run_doc.scenario}"
          + (f" ({run_doc.corpus.items} items)" if run_doc.scenario == "throughput" else ""))
     threads = run_doc.threads or f"{available_cpus()} (the CPUs this process may use)"
     forks = forks_of(run_doc)
-    towers = sum(len({x.modality for x in shapes[i]}) for i in range(len(run_doc.models)))
+    towers = sum(len({(x.modality, x.outputs) for x in shapes[i]}) for i in range(len(run_doc.models)))
     _say(f"  threads: {threads}")
     _say(f"  forks: {forks} per cell ({'given' if t.forks else 'default for ' + run_doc.scenario}): "
          f"{towers * len(run_doc.runtimes) * len(precisions) * forks} runner process(es), in rounds of a seeded "
@@ -175,6 +177,10 @@ def run(
     precision: str = typer.Option("fp32", help="Comma-separated precisions, each its own cells: fp32 (default), "
                                   "bf16, fp16, int8. A runtime that cannot run one natively gets `skipped` cells "
                                   "with the reason, never fp32 under that label."),
+    outputs: str = typer.Option("dense", help="Comma-separated output modes, each its own cells: dense (default), "
+                                "and for BAAI/bge-m3 sparse (+ lexical weights), colbert (+ multi-vectors) or all; a "
+                                "mode returns the dense embedding too, so its cost over dense reads off the table "
+                                "(docs/outputs.md). Another model refuses sparse/colbert in one line."),
     threads: Optional[int] = typer.Option(None, help="Intra-op threads (default: the CPUs this process may use)."),
     truncate_dim: Optional[int] = typer.Option(None, help="Matryoshka: keep this many dims, then re-normalize."),
     forks: Optional[int] = typer.Option(None, help="Separate runner processes per cell, run interleaved with the "

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import yaml
 
-from embedperf.models.registry import DEFAULT_MODEL, MODELS, SOURCES, UnknownModel, get_model, sources_for
+from embedperf.models.registry import (DEFAULT_MODEL, MODELS, OUTPUT_MODES, SOURCES, UnknownModel, get_model,
+                                      sources_for)
 from embedperf.runners.registry import ALL, RUNTIMES, UnknownRuntime, get_runtime
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
@@ -77,6 +78,8 @@ class RunSpec:
     seq: list[int]
     device: str = "cpu"
     precision: list[str] = field(default_factory=lambda: ["fp32"])  # an axis: each precision its own cells
+    # an axis: what each call returns (registry.OUTPUT_MODES; docs/outputs.md), each mode its own cells
+    outputs: list[str] = field(default_factory=lambda: ["dense"])
     scenario: str = "latency"
     threads: int | None = None
     timing: Timing = field(default_factory=Timing)
@@ -194,6 +197,40 @@ def parse_precisions(value) -> list[str]:
     if not out:
         raise SpecError(f"no precision given; choose from: {', '.join(PRECISIONS)}")
     return out
+
+
+def parse_outputs(value) -> list[str]:
+    """`dense,sparse,colbert` (or a YAML list) as output modes in that order, each once; one line naming the
+    choices."""
+    names = value.split(",") if isinstance(value, str) else list(value or [])
+    out: list[str] = []
+    for name in (str(n).strip().lower() for n in names):
+        if not name:
+            continue
+        if name not in OUTPUT_MODES:
+            raise SpecError(f"unknown output mode {name!r}; choose from: {', '.join(OUTPUT_MODES)} (a comma-separated "
+                            "list runs each)")
+        if name not in out:
+            out.append(name)
+    if not out:
+        raise SpecError(f"no output mode given; choose from: {', '.join(OUTPUT_MODES)}")
+    return out
+
+
+def check_outputs(outputs: list[str], models: list[ModelChoice], scenario: str) -> None:
+    """Output modes beyond dense: every model must have their heads, and they run the latency scenario."""
+    extra = [o for o in outputs if o != "dense"]
+    if not extra:
+        return
+    if scenario != "latency":
+        raise SpecError(f"--outputs {','.join(extra)} runs the latency scenario (a corpus pass returns the dense "
+                        "embedding only); drop it or --scenario throughput")
+    for m in models:
+        spec = get_model(m.name)
+        for mode in extra:
+            lack = spec.lacks_outputs(mode)
+            if lack:
+                raise SpecError(f"{lack}: drop --outputs {mode} for it")
 
 
 def parse_runtimes(value) -> list[str]:
@@ -316,10 +353,13 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
           threads: int | None = None, timing: Timing | None = None, memory_limit_mb: float | None = None,
           fault: str | None = None, fault_at_shape: int = 0, scenario: str = "latency", images: str | None = None,
           corpus: Corpus | None = None, calibrate: bool = True,
-          description: str | None = None, accuracy_corpus: str | None = None, texts: str | None = None) -> RunSpec:
+          description: str | None = None, accuracy_corpus: str | None = None, texts: str | None = None,
+          outputs="dense") -> RunSpec:
     """Validate everything a run needs; raise SpecError with one clear line."""
     names = parse_runtimes(runtimes)
     precision = parse_precisions(precision)
+    outputs = parse_outputs(outputs)
+    check_outputs(outputs, models, scenario)
     if device != "cpu" and not (device == "cuda" or (device.startswith("cuda:") and device[5:].isdigit())):
         raise SpecError(f"unknown device {device!r}; choose from: cpu, cuda, cuda:N")
     if threads is not None and threads < 1:
@@ -365,7 +405,8 @@ def build(models: list[ModelChoice], runtimes, batch, seq, device: str = "cpu", 
     _check_timing(timing)
     spec = RunSpec(models=models, runtimes=names, batch=_ints(batch, "batch"),
                    seq=_ints(seq, "seq") if seq not in (None, [], "") else [],
-                   device=device, precision=precision, scenario=scenario, threads=threads, timing=timing,
+                   device=device, precision=precision, outputs=outputs, scenario=scenario, threads=threads,
+                   timing=timing,
                    memory_limit_mb=memory_limit_mb, fault=fault_doc, images=images, corpus=corpus,
                    calibrate=calibrate, description=description,
                    accuracy_corpus=accuracy_corpus, texts=texts)
@@ -393,7 +434,8 @@ _INT, _NUM, _STR, _BOOL, _LIST, _MAP = "an integer", "a number", "a string", "tr
 SUITE_TYPES = {
     "description": _STR, "model": _STR, "models": _LIST, "source": _STR, "path": _STR, "revision": _STR,
     "truncate_dim": _INT, "runtimes": "a list or comma-separated string", "batch": "integers",
-    "seq": "integers", "device": _STR, "precision": "a list or comma-separated string", "threads": _INT,
+    "seq": "integers", "device": _STR, "precision": "a list or comma-separated string",
+    "outputs": "a list or comma-separated string", "threads": _INT,
     "timing": _MAP,
     "memory_limit_mb": _NUM, "scenario": _STR, "images": _STR, "corpus": _MAP, "calibrate": _BOOL,
     "fault": _STR, "fault_at_shape": _INT, "accuracy_corpus": _STR,
@@ -413,7 +455,7 @@ MODEL_KEYS = ("source", "path", "revision", "truncate_dim")  # per model, or for
 OPTION_KEYS = {
     "model": "model", "source": "source", "path": "path", "revision": "revision", "truncate_dim": "truncate_dim",
     "runtimes": "runtimes", "batch": "batch", "seq": "seq", "scenario": "scenario", "corpus_items": "corpus.items",
-    "images": "images", "device": "device", "precision": "precision", "threads": "threads",
+    "images": "images", "device": "device", "precision": "precision", "outputs": "outputs", "threads": "threads",
     "memory_limit_mb": "memory_limit_mb", "calibrate_machine": "calibrate",
     "fault": "fault", "fault_at_shape": "fault_at_shape", "warmup": "timing.warmup",
     "min_calls": "timing.min_calls", "min_seconds": "timing.min_seconds", "max_seconds": "timing.max_seconds",
@@ -540,7 +582,7 @@ def from_doc(doc: dict, where: str) -> RunSpec:
                  corpus=Corpus(**{k: v for k, v in corpus_doc.items() if v is not None}),
                  calibrate=doc.get("calibrate", True),
                  description=doc.get("description"), accuracy_corpus=doc.get("accuracy_corpus"),
-                 texts=doc.get("texts"))
+                 texts=doc.get("texts"), outputs=doc.get("outputs", "dense"))
 
 
 PART_KEYS = SUITE_KEYS - {"parts", "machines", "cloud"}

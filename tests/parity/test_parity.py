@@ -16,13 +16,19 @@ CASES = [
     ("Qwen/Qwen3-Embedding-0.6B", "tiny"),
     ("BAAI/bge-m3", "tiny"),
 ]
+# BGE-M3 runs its three output modes in the one matrix run (tests/parity/test_outputs.py reads the same run)
+OUTPUTS = {"BAAI/bge-m3": "dense,sparse,colbert"}
+
+
+def run_of(matrix, model, source):
+    return matrix(model, source, outputs=OUTPUTS.get(model))
 
 
 @pytest.mark.parametrize("model, source", CASES)
 @pytest.mark.parametrize("runtime", REAL_RUNTIMES)
 def test_runtime_matches_the_reference(model, source, runtime, matrix):
     require_runtime(runtime)
-    run_dir, cells = matrix(model, source)
+    run_dir, cells = run_of(matrix, model, source)
     mine = [c for c in cells if c["runtime"] == runtime]
     assert mine, f"no {runtime} cells"
     for cell in mine:
@@ -32,7 +38,7 @@ def test_runtime_matches_the_reference(model, source, runtime, matrix):
 
 @pytest.mark.parametrize("model, source", CASES)
 def test_reference_rows_differ_enough_for_parity_to_mean_something(model, source, matrix):
-    _, cells = matrix(model, source)
+    _, cells = run_of(matrix, model, source)
     spreads = [c["reference_spread"] for c in cells if c["reference_spread"] is not None]
     assert spreads, "no multi-row reference"
     assert max(spreads) < 0.99, f"reference rows are too alike (spread {max(spreads):.4f}): parity would prove nothing"
@@ -40,7 +46,7 @@ def test_reference_rows_differ_enough_for_parity_to_mean_something(model, source
 
 @pytest.mark.parametrize("model, source", [CASES[0], CASES[2]])
 def test_onnxruntime_bindings_agree_with_each_other(model, source, matrix):
-    run_dir, _ = matrix(model, source)
+    run_dir, _ = run_of(matrix, model, source)
     outs = {}
     for runtime in ("onnxruntime-python", "onnxruntime-cpp", "onnxruntime-rust"):
         files = sorted((run_dir / "embeddings").glob(f"*__{runtime}__*b3__s24.f0.safetensors"))
@@ -57,7 +63,7 @@ def test_a_failed_parity_is_a_failed_cell_that_keeps_its_timings(matrix, tmp_pat
     """Feed the orchestrator's parity check a wrong reference: the cell must fail but keep its samples."""
     from embedperf.orchestrator.analyse import compare_output, parity_failure
 
-    run_dir, _ = matrix(*CASES[0])
+    run_dir, _ = run_of(matrix, *CASES[0])
     doc = json.loads(next(run_dir.glob("*__onnxruntime-python__*b3__s24.json")).read_text())
     wrong = tmp_path / "wrong.safetensors"
     from safetensors.numpy import save_file

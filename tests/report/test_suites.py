@@ -40,7 +40,13 @@ def test_the_plans_models_and_scenarios(suite):
 
 def test_full_has_every_precision_and_the_plans_shapes():
     parts = spec.load_suite(SUITES / "full.yaml")
+    modes = [p for p in parts if p.outputs != ["dense"]]
+    parts = [p for p in parts if p.outputs == ["dense"]]
     assert all(p.precision == ["fp32", "bf16", "fp16", "int8"] for p in parts)
+    # BGE-M3's sparse and multi-vector outputs, at fp32 (their thresholds are fp32's), at the plan's shapes
+    want = ({"BAAI/bge-m3"}, ["sparse", "colbert"], ["fp32"])
+    assert [(names(p), p.outputs, p.precision) for p in modes] == [want] * 2
+    assert (modes[0].batch, modes[0].seq) == ([1, 8, 32], [128, 512])
     text = [p for p in parts if p.scenario == "latency" and p.seq]
     plan = next(p for p in text if p.batch == [1, 8, 32])
     assert plan.seq == [128, 512] and names(plan) == SIX - {"openai/clip-vit-base-patch16",

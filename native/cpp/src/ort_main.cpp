@@ -239,6 +239,19 @@ class OrtBackend : public Backend {
     for (size_t i = 0; i < inputs_.size(); ++i) in_names_[i] = inputs_[i].name.c_str();
     if (!has(outs, "sentence_embedding"))
       throw std::runtime_error(model + ": outputs are [" + list(outs) + "], expected sentence_embedding");
+    // An output mode's graph returns exactly its outputs (docs/outputs.md): fetch them all, by name.
+    sparse_ = req.model.sparse;
+    colbert_ = req.model.colbert;
+    out_names_.assign(1, "sentence_embedding");
+    if (sparse_) out_names_.push_back("token_weights");
+    if (colbert_) out_names_.push_back("colbert_vectors");
+    if (sparse_ || colbert_) {
+      std::vector<std::string> want(out_names_.begin(), out_names_.end()), have = outs;
+      std::sort(want.begin(), want.end());
+      std::sort(have.begin(), have.end());
+      if (want != have)
+        throw std::runtime_error(model + ": outputs are [" + list(outs) + "], the request asks for [" + list(want) + "]");
+    }
     json fed = json::array();
     for (const Input& in : inputs_) fed.push_back(in.name);
     settings_["inputs"] = fed;
@@ -287,7 +300,8 @@ class OrtBackend : public Backend {
           break;
       }
     }
-    auto out = session_->Run(*run_options_, in_names_, values.data(), inputs_.size(), out_names_, 1);
+    auto out = session_->Run(*run_options_, in_names_, values.data(), inputs_.size(), out_names_.data(),
+                             out_names_.size());
     auto info = out[0].GetTensorTypeAndShapeInfo();
     auto oshape = info.GetShape();
     if (oshape.size() != 2 || oshape[0] != w.batch || oshape[1] != output_dim_)
@@ -295,11 +309,31 @@ class OrtBackend : public Backend {
                                std::to_string(w.batch) + "," + std::to_string(output_dim_) + "]");
     const float* p = out[0].GetTensorData<float>();
     host_.assign(p, p + oshape[0] * oshape[1]);
+    Output o;
     if (truncate_dim_) {
       truncate_normalize(host_.data(), oshape[0], oshape[1], *truncate_dim_, truncated_);
-      return {truncated_.data(), oshape[0], *truncate_dim_};
+      o.data = truncated_.data(), o.rows = oshape[0], o.cols = *truncate_dim_;
+    } else {
+      o.data = host_.data(), o.rows = oshape[0], o.cols = oshape[1];
     }
-    return {host_.data(), oshape[0], oshape[1]};
+    size_t next = 1;
+    if (sparse_) {  // token_weights [B,S], copied to the host as the embedding is
+      auto shape = out[next].GetTensorTypeAndShapeInfo().GetShape();
+      if (shape.size() != 2 || shape[0] != w.batch || shape[1] != w.seq)
+        throw std::runtime_error("token_weights has shape " + json(shape).dump() + ", expected [B,S]");
+      const float* t = out[next++].GetTensorData<float>();
+      host_tw_.assign(t, t + shape[0] * shape[1]);
+      o.token_weights = host_tw_.data(), o.seq = shape[1];
+    }
+    if (colbert_) {  // colbert_vectors [B,S-1,D]
+      auto shape = out[next].GetTensorTypeAndShapeInfo().GetShape();
+      if (shape.size() != 3 || shape[0] != w.batch || shape[1] != w.seq - 1)
+        throw std::runtime_error("colbert_vectors has shape " + json(shape).dump() + ", expected [B,S-1,D]");
+      const float* c = out[next++].GetTensorData<float>();
+      host_colbert_.assign(c, c + shape[0] * shape[1] * shape[2]);
+      o.colbert = host_colbert_.data(), o.tokens = shape[1], o.colbert_dim = shape[2];
+    }
+    return o;
   }
 
  private:
@@ -322,8 +356,10 @@ class OrtBackend : public Backend {
   static constexpr size_t kMaxInputs = 3;
   std::vector<Input> inputs_;
   const char* in_names_[kMaxInputs] = {nullptr, nullptr, nullptr};
-  const char* out_names_[1] = {"sentence_embedding"};
+  std::vector<const char*> out_names_{"sentence_embedding"};
+  bool sparse_ = false, colbert_ = false;
   std::vector<float> host_;
+  std::vector<float> host_tw_, host_colbert_;
   std::vector<float> truncated_;
 };
 

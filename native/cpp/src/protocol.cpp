@@ -75,7 +75,8 @@ Request parse_request(const json& j) {
   r.runtime = str(need(j, "runtime", "request"), "runtime");
 
   const json& m = object(need(j, "model", "request"), "model");
-  no_extra(m, "model", {"name", "family", "pooling", "normalize", "dense", "output_dim", "truncate_dim", "modality"});
+  no_extra(m, "model", {"name", "family", "pooling", "normalize", "dense", "output_dim", "truncate_dim", "modality",
+                        "outputs", "unused_token_ids"});
   r.model.name = str(need(m, "name", "model"), "model.name");
   r.model.family = one_of(need(m, "family", "model"), "model.family",
                           {"bert", "gemma3", "qwen3", "xlm-roberta", "clip", "siglip"});
@@ -105,6 +106,23 @@ Request parse_request(const json& j) {
   if (m.contains("truncate_dim") && !m["truncate_dim"].is_null())
     r.model.truncate_dim = integer(m["truncate_dim"], "model.truncate_dim", 1);
   if (m.contains("modality")) r.model.modality = one_of(m["modality"], "model.modality", {"text", "image"});
+  if (m.contains("outputs")) {
+    const json& o = m["outputs"];
+    if (!o.is_array() || o.empty()) bad("model.outputs", "must be a non-empty array");
+    bool dense = false;
+    for (const auto& x : o) {
+      const std::string out = one_of(x, "model.outputs[]", {"dense", "sparse", "colbert"});
+      dense |= out == "dense";
+      r.model.sparse |= out == "sparse";
+      r.model.colbert |= out == "colbert";
+    }
+    if (!dense) bad("model.outputs", "must contain \"dense\"");
+  }
+  if (m.contains("unused_token_ids")) {
+    const json& u = m["unused_token_ids"];
+    if (!u.is_array()) bad("model.unused_token_ids", "must be an array");
+    for (const auto& x : u) r.model.unused_token_ids.push_back(integer(x, "model.unused_token_ids[]", 0));
+  }
 
   const json& a = object(need(j, "artifact", "request"), "artifact");
   no_extra(a, "artifact", {"format", "path", "sha256", "attention", "precision"});

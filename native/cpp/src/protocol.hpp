@@ -56,6 +56,11 @@ struct ModelSpec {
   int64_t output_dim = 0;
   std::optional<int64_t> truncate_dim;
   std::string modality = "text";  // text | image (which tower of a multimodal model)
+  // What each call returns beyond sentence_embedding (docs/outputs.md): BGE-M3's
+  // token weights (sparse, + lexical weights) and multi-vectors (colbert).
+  bool sparse = false;
+  bool colbert = false;
+  std::vector<int64_t> unused_token_ids;  // with sparse: ids the lexical weights drop
 };
 
 struct Request {

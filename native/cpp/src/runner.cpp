@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "outputs.hpp"
 #include "timing.hpp"
 
 #ifndef EMBEDPERF_CPP_VERSION
@@ -22,6 +23,54 @@ namespace {
 using nlohmann::json;
 
 json opt(const std::optional<double>& v) { return v ? json(*v) : json(nullptr); }
+
+// One call's output and what the harness made of it, copied to owned buffers
+// (the first call's, kept for shapes[].first_embeddings; or views of the last).
+struct Kept {
+  std::vector<float> dense, token_weights, colbert;
+  int64_t rows = 0, cols = 0, seq = 0, tokens = 0, colbert_dim = 0;
+  Lexical lexical;
+  bool has_lexical = false;
+};
+
+// The tensors of an embeddings file (docs/protocol.md, Files): sentence_embedding,
+// and what an output mode adds.
+std::vector<TensorView> output_views(const float* dense, int64_t rows, int64_t cols, const float* token_weights,
+                                     int64_t seq, const Lexical* lexical, const float* colbert, int64_t tokens,
+                                     int64_t colbert_dim) {
+  std::vector<TensorView> v{{"sentence_embedding", "F32", {rows, cols}, dense,
+                             static_cast<size_t>(rows * cols) * sizeof(float)}};
+  if (token_weights)
+    v.push_back({"token_weights", "F32", {rows, seq}, token_weights, static_cast<size_t>(rows * seq) * sizeof(float)});
+  if (lexical) {
+    const int64_t n = static_cast<int64_t>(lexical->ids.size());
+    v.push_back({"lexical_ids", "I64", {n}, lexical->ids.data(), lexical->ids.size() * sizeof(int64_t)});
+    v.push_back({"lexical_weights", "F32", {n}, lexical->weights.data(), lexical->weights.size() * sizeof(float)});
+    v.push_back({"lexical_offsets", "I64", {static_cast<int64_t>(lexical->offsets.size())}, lexical->offsets.data(),
+                 lexical->offsets.size() * sizeof(int64_t)});
+  }
+  if (colbert)
+    v.push_back({"colbert_vectors", "F32", {rows, tokens, colbert_dim}, colbert,
+                 static_cast<size_t>(rows * tokens * colbert_dim) * sizeof(float)});
+  return v;
+}
+
+// An output mode's call must return exactly the outputs asked, at the protocol's shapes.
+void check_extra(const Output& o, const ModelSpec& m, int64_t batch, int64_t seq) {
+  if (m.sparse != (o.token_weights != nullptr))
+    throw std::runtime_error(m.sparse ? "the request asks for sparse; the backend returned no token_weights"
+                                      : "the backend returned token_weights, which the request does not ask for");
+  if (m.colbert != (o.colbert != nullptr))
+    throw std::runtime_error(m.colbert ? "the request asks for colbert; the backend returned no colbert_vectors"
+                                       : "the backend returned colbert_vectors, which the request does not ask for");
+  if (o.token_weights && o.seq != seq)
+    throw std::runtime_error("token_weights has " + std::to_string(o.seq) + " columns, expected seq " +
+                             std::to_string(seq));
+  if (o.colbert && (o.tokens != seq - 1 || o.colbert_dim < 1))
+    throw std::runtime_error("colbert_vectors is [" + std::to_string(o.rows) + "," + std::to_string(o.tokens) + "," +
+                             std::to_string(o.colbert_dim) + "], expected [" + std::to_string(batch) + "," +
+                             std::to_string(seq - 1) + ",D]");
+}
 
 void usage(const char* prog) {
   std::fprintf(stderr, "usage: %s --request REQUEST.json --result RESULT.json\n", prog);
@@ -140,18 +189,28 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
     };
     // The shape's first call's output, copied by LoopHooks::first_call outside every timed span.
     const bool keep_first = !sp.first_embeddings.empty();
-    std::vector<float> first;
-    int64_t first_rows = 0, first_cols = 0;
+    const bool extra = req.model.sparse || req.model.colbert;
+    Lexical lexical;  // the latest sparse call's lexical weights (made inside the call)
+    Kept first;
     auto keep = [&](const Output& o) {
-      first.assign(o.data, o.data + o.rows * o.cols);
-      first_rows = o.rows;
-      first_cols = o.cols;
+      first.dense.assign(o.data, o.data + o.rows * o.cols);
+      first.rows = o.rows;
+      first.cols = o.cols;
+      if (o.token_weights) first.token_weights.assign(o.token_weights, o.token_weights + o.rows * o.seq);
+      if (o.colbert) first.colbert.assign(o.colbert, o.colbert + o.rows * o.tokens * o.colbert_dim);
+      first.seq = o.seq, first.tokens = o.tokens, first.colbert_dim = o.colbert_dim;
+      first.lexical = lexical;
+      first.has_lexical = req.model.sparse;
     };
     auto write_first = [&] {
       if (!keep_first) return;
-      if (first_rows == 0) throw std::runtime_error("first_embeddings asked but no first call was kept");
-      write_safetensors(sp.first_embeddings, {{"sentence_embedding", "F32", {first_rows, first_cols}, first.data(),
-                                               first.size() * sizeof(float)}});
+      if (first.rows == 0) throw std::runtime_error("first_embeddings asked but no first call was kept");
+      write_safetensors(sp.first_embeddings,
+                        output_views(first.dense.data(), first.rows, first.cols,
+                                     first.token_weights.empty() ? nullptr : first.token_weights.data(), first.seq,
+                                     first.has_lexical ? &first.lexical : nullptr,
+                                     first.colbert.empty() ? nullptr : first.colbert.data(), first.tokens,
+                                     first.colbert_dim));
       s["first_embeddings"] = sp.first_embeddings;
     };
     try {
@@ -160,6 +219,8 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
         if (req.model.modality != "text")
           throw std::runtime_error("scenario " + sp.scenario + " needs a text corpus; model.modality is '" +
                                    req.model.modality + "'");
+        if (extra)
+          throw std::runtime_error("scenario " + sp.scenario + " takes the dense output only; model.outputs asks for more");
         if (sp.scenario == "throughput") s["passes_ns"] = json::array();
         s["items"] = nullptr;
         const Corpus c = load_corpus(sp.workload);
@@ -207,8 +268,11 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
           LoopResult lr = run_single_pass(k_count, call, copy_rows, LoopHooks());
           record(lr);
           pass.swap(full);
-          if (keep_first)
-            keep({full.data(), c.batches.front().batch, cols});
+          if (keep_first) {
+            Output o;
+            o.data = full.data(), o.rows = c.batches.front().batch, o.cols = cols;
+            keep(o);
+          }
         }
         s["items"] = c.items;
         write_safetensors(sp.embeddings, {{"sentence_embedding", "F32", {c.items, cols}, full.data(),
@@ -224,14 +288,27 @@ int run_main(int argc, char** argv, Backend& backend, const char* default_runner
         Output last;
         LoopHooks hooks;
         if (keep_first) hooks.first_call = [&] { keep(last); };
-        LoopResult lr = run_timed(req.timing, [&] { last = backend.call(w); }, hooks);
+        LoopResult lr;
+        if (req.model.sparse) {
+          // a sparse call: the lexical weights are made inside it, as its user does (docs/outputs.md)
+          lr = run_timed(req.timing, [&] {
+            last = backend.call(w);
+            if (!last.token_weights) throw std::runtime_error("the backend returned no token_weights");
+            lexical_weights(last.token_weights, w.input_ids.data(), w.attention_mask.data(), w.batch, w.seq,
+                            req.model.unused_token_ids, lexical);
+          }, hooks);
+        } else {
+          lr = run_timed(req.timing, [&] { last = backend.call(w); }, hooks);
+        }
         record(lr);
         s["target_ci"] = req.timing.target_ci ? json(*req.timing.target_ci) : json(nullptr);
         s["ci_checks"] = lr.ci_checks;
         if (last.rows != sp.batch)
           throw std::runtime_error("output has " + std::to_string(last.rows) + " rows, expected batch " + std::to_string(sp.batch));
-        write_safetensors(sp.embeddings, {{"sentence_embedding", "F32", {last.rows, last.cols}, last.data,
-                                           static_cast<size_t>(last.rows * last.cols) * sizeof(float)}});
+        check_extra(last, req.model, w.batch, w.seq);
+        write_safetensors(sp.embeddings, output_views(last.data, last.rows, last.cols, last.token_weights, last.seq,
+                                                      req.model.sparse ? &lexical : nullptr, last.colbert, last.tokens,
+                                                      last.colbert_dim));
       }
       write_first();
       s["embeddings"] = sp.embeddings;

@@ -14,11 +14,18 @@
 namespace embedperf {
 
 // A call's output in host memory: [rows, cols] float32, row-major. The pointer
-// stays valid until the next call.
+// stays valid until the next call. An output mode's call (request model.outputs)
+// also returns BGE-M3's token weights [rows, seq] and/or its multi-vectors
+// [rows, tokens = seq - 1, colbert_dim] (docs/outputs.md).
 struct Output {
   const float* data = nullptr;
   int64_t rows = 0;
   int64_t cols = 0;
+  const float* token_weights = nullptr;
+  int64_t seq = 0;
+  const float* colbert = nullptr;
+  int64_t tokens = 0;
+  int64_t colbert_dim = 0;
 };
 
 // A load-time refusal: the backend cannot run what was asked natively (e.g.

@@ -113,3 +113,94 @@ def zero_shot(text: np.ndarray, image: np.ndarray, ref_text: np.ndarray, ref_ima
         "top1_agreement": float(np.mean(probs.argmax(1) == ref_probs.argmax(1))),
         "limit": zero_shot_limit(precision), "precision": precision, "reference": "torch fp32 eager",
     }
+
+
+# -- BGE-M3's token outputs (docs/outputs.md) -------------------------------------------------------------------
+# fp32 thresholds of the sparse and multi-vector outputs against the reference (docs/outputs.md gives the
+# measurements they were set from). Sparse: max |Δ| of the per-token weights at real positions and of the lexical
+# weights, and each row's top-k ids; multi-vector: min cosine over the real token vectors.
+SPARSE_MAX_ABS = 1e-4
+TOP_K = 32
+COLBERT_MIN_COSINE = FP32_MIN_COSINE
+
+
+def top_k_agreement(run: dict[int, float], ref: dict[int, float], k: int = TOP_K, tol: float = SPARSE_MAX_ABS
+                    ) -> tuple[float, float, int]:
+    """How many of the reference row's top-k token ids (by lexical weight) are in the runtime's top-k.
+
+    Returns (agreement, plain, counted). `plain` counts every id of the reference's top-k; `agreement` only the
+    ids that are in it by more than the weights' own tolerance (weight above the (k+1)-th's, or above 0 when the row
+    has fewer than k ids, by more than 2·tol): an id at the boundary may change places with its neighbour within
+    the tolerance the weights are allowed, and that is no disagreement. `counted`: the ids `agreement` judged.
+    """
+    order = sorted(ref.items(), key=lambda kv: (-kv[1], kv[0]))
+    top = order[:k]
+    boundary = order[k][1] if len(order) > k else 0.0
+    mine = {i for i, _ in sorted(run.items(), key=lambda kv: (-kv[1], kv[0]))[:k]}
+    sure = [i for i, w in top if w - boundary > 2 * tol]
+    plain = sum(i in mine for i, _ in top) / len(top) if top else 1.0
+    agreement = sum(i in mine for i in sure) / len(sure) if sure else 1.0
+    return agreement, plain, len(sure)
+
+
+def compare_sparse(token_weights: np.ndarray, ref_token_weights: np.ndarray, mask: np.ndarray,
+                   lexical: list[dict[int, float]], ref_lexical: list[dict[int, float]], k: int = TOP_K) -> dict:
+    """A runtime's sparse output against the reference's: per-token weights at real positions, the lexical
+    weights it aggregated (every id of either side; a missing id weighs 0) and each row's top-k ids."""
+    if token_weights.shape != ref_token_weights.shape or len(lexical) != len(ref_lexical):
+        return {"error": f"token weights {list(token_weights.shape)} / {len(lexical)} lexical rows differ from the "
+                         f"reference's {list(ref_token_weights.shape)} / {len(ref_lexical)}"}
+    if not np.all(np.isfinite(token_weights)):
+        return {"error": "token weights hold NaN or Inf"}
+    real = np.asarray(mask) != 0
+    diff = np.abs(token_weights.astype(np.float64) - ref_token_weights)[real]
+    lex = max((abs(run.get(i, 0.0) - ref.get(i, 0.0)) for run, ref in zip(lexical, ref_lexical)
+               for i in set(run) | set(ref)), default=0.0)
+    tops = [top_k_agreement(run, ref, k) for run, ref in zip(lexical, ref_lexical)]
+    return {"token_weights_max_abs_diff": float(diff.max()) if diff.size else 0.0,
+            "lexical_max_abs_diff": float(lex), "top_k": k,
+            "top_k_agreement": min(t[0] for t in tops), "top_k_agreement_plain": min(t[1] for t in tops),
+            "top_k_ids_judged": sum(t[2] for t in tops),
+            "lexical_entries": [len(row) for row in lexical],
+            "reference_lexical_entries": [len(r) for r in ref_lexical],
+            "threshold": {"max_abs_diff": SPARSE_MAX_ABS, "top_k_agreement": 1.0}}
+
+
+def compare_colbert(vectors: np.ndarray, ref_vectors: np.ndarray, mask: np.ndarray) -> dict:
+    """A runtime's multi-vectors [B,S-1,Dc] against the reference's: cosine of every real token's vector (the tokens
+    after CLS with mask 1), and padding exactly zero as the model masks it."""
+    if vectors.shape != ref_vectors.shape:
+        return {"error": f"colbert vectors {list(vectors.shape)} differ from the reference's {list(ref_vectors.shape)}"}
+    if not np.all(np.isfinite(vectors)):
+        return {"error": "colbert vectors hold NaN or Inf"}
+    real = np.asarray(mask)[:, 1:] != 0
+    a, b = vectors[real].astype(np.float64), ref_vectors[real].astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    cos = np.sum(a * b, axis=1) / np.where(norms == 0, 1.0, norms)
+    padding = float(np.max(np.abs(vectors[~real]))) if (~real).any() else 0.0
+    result = {"min_cosine": float(cos.min()) if cos.size else None,
+              "mean_cosine": float(cos.mean()) if cos.size else None,
+              "vectors": int(real.sum()), "max_abs_diff": float(np.max(np.abs(a - b))) if a.size else 0.0,
+              "padding_max_abs": padding, "threshold": {"min_cosine": COLBERT_MIN_COSINE}}
+    if padding != 0.0:
+        result["error"] = f"padding vectors are not zero (max |x| {padding:.3g})"
+    return result
+
+
+def outputs_failure(p: dict) -> str | None:
+    """Why a cell's sparse or multi-vector parity fails it (fp32 thresholds above), or None."""
+    sparse, colbert = p.get("sparse"), p.get("colbert")
+    if sparse:
+        if sparse.get("error"):
+            return f"sparse: {sparse['error']}"
+        worst = max(sparse["token_weights_max_abs_diff"], sparse["lexical_max_abs_diff"])
+        if not worst <= SPARSE_MAX_ABS:
+            return f"sparse: weights differ by {worst:.2e} > {SPARSE_MAX_ABS:g}"
+        if sparse["top_k_agreement"] < 1.0:
+            return f"sparse: top-{sparse['top_k']} token ids agree {sparse['top_k_agreement']:.3f} < 1"
+    if colbert:
+        if colbert.get("error"):
+            return f"colbert: {colbert['error']}"
+        if colbert["min_cosine"] is not None and not colbert["min_cosine"] >= COLBERT_MIN_COSINE:
+            return f"colbert: min cosine {colbert['min_cosine']:.6f} < {COLBERT_MIN_COSINE}"
+    return None

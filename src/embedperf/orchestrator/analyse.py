@@ -11,6 +11,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from safetensors.numpy import load_file
 
 import embedperf
@@ -19,10 +20,12 @@ from embedperf.measure.accuracy import corpus_accuracy
 from embedperf.measure import warnings as cell_warnings
 from embedperf.measure.flops import cell_work, corpus_work
 from embedperf.measure.stats import ForkStats
+from embedperf.models.registry import MODE_OUTPUTS
 from embedperf.orchestrator.execute import ForkRecord
 from embedperf.orchestrator.plan import Load, ModelPlan, Shape
 from embedperf.protocol import write_json_atomic
 from embedperf.results.store import CELL_SCHEMA
+from embedperf.runners import outputs as extra
 from embedperf.runners.harness import truncate_and_normalize
 from embedperf.runners.registry import RUNTIMES, Runtime
 from embedperf.spec import RunSpec
@@ -110,7 +113,10 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
     manifest = plan.prepared.manifest if plan.prepared else {}
     size = None
     if plan.prepared and runtime.artifact != "none":
-        size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None, precision)
+        # an output mode's graph is fp32 only: its cells at another precision are skipped and read nothing
+        if x.outputs == "dense" or precision == "fp32":
+            size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None, precision,
+                                            x.outputs)
     first = next((f.runner for f in forks if f.runner.get("framework")), {}) if forks else {}
     throughput = bool(x.order)
     doc: dict = {
@@ -124,6 +130,7 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
             "runtime": runtime.name, "language": runtime.language, "precision": precision,
             "device": run.device, "scenario": run.scenario, "modality": x.modality, "order": x.order,
             "batch": x.batch, "seq": x.seq, "truncate_dim": choice.truncate_dim, "texts": x.texts,
+            "outputs": x.outputs,
             "threads": {"intra_op": facts.threads, "inter_op": 1},
             "timing": run.timing.__dict__, "memory_limit_mb": run.memory_limit_mb,
             "forks": facts.forks, "schedule": {"order": "rounds of a seeded shuffle of the model's runner groups",
@@ -143,8 +150,8 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
             # folder, both towers, for torch and candle)
             "size_on_disk_bytes": size,
             # how a quantized artifact was made (tool, scheme, calibration, versions); None for an fp32 file
-            "quantization": plan.prepared.recipe(runtime.artifact, precision) if plan.prepared and
-            runtime.artifact != "none" else None,
+            "quantization": plan.prepared.recipe(runtime.artifact, precision, x.outputs) if plan.prepared and
+            runtime.artifact != "none" and (x.outputs == "dense" or precision == "fp32") else None,
         },
         "machine": facts.machine,
         "versions": {
@@ -165,8 +172,10 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
     if not x.order and x.modality == "text" and not spec.multimodal and x.seq > spec.st_max_seq_length \
             and choice.source != "tiny":
         doc["warnings"].append(f"seq {x.seq} is above max_seq_length {spec.st_max_seq_length}")
+    if measured and not runtime.is_null and not x.order:
+        doc["outputs"] = output_sizes(measured[0].shape.get("embeddings"), x.outputs, load)
     if doc["status"] == "ok" and not runtime.is_null:
-        doc["parity"] = check_parity(measured, reference, choice.truncate_dim)
+        doc["parity"] = check_parity(measured, reference, choice.truncate_dim, x.outputs, load)
         spread = doc["parity"].get("reference_spread")
         if spread is not None and spread >= parity.SPREAD_LIMIT:
             doc["warnings"].append(f"reference rows are alike (mean cosine {spread:.4f} between rows): "
@@ -308,19 +317,24 @@ def fork_warnings(facts: RunFacts, runtime: Runtime, x: Shape, forks: list[ForkR
     return out
 
 
-def check_parity(forks: list[ForkRecord], reference: Path | None, truncate_dim: int | None = None) -> dict:
+def check_parity(forks: list[ForkRecord], reference: Path | None, truncate_dim: int | None = None,
+                 outputs: str = "dense", load: Load | None = None) -> dict:
     """Every fork's output against the reference; the cell keeps the worst fork's figures and each fork's cosine.
 
     The reference pass embeds at full width once per workload; a Matryoshka cell is compared with the
-    reference truncated and re-normalised exactly as the runners do it."""
+    reference truncated and re-normalised exactly as the runners do it. An output mode beyond dense is also
+    judged on its sparse and/or multi-vector outputs (`sparse`, `colbert`: the worst fork's, first calls included).
+    """
     if reference is None:
         return {"error": "no reference embeddings (the reference pass failed)"}
     try:
-        ref = load_file(str(reference))["sentence_embedding"]
+        ref_all = load_file(str(reference))
+        ref = ref_all[extra.DENSE]
     except (OSError, KeyError) as e:
         return {"error": f"could not read the reference embeddings: {e}"}
     if truncate_dim:
         ref = truncate_and_normalize(ref, truncate_dim)
+    tokens = TokenParity(ref_all, outputs, load) if outputs != "dense" else None
     results, first = [], []
     for rec in forks:
         shape = rec.shape or {}
@@ -328,6 +342,8 @@ def check_parity(forks: list[ForkRecord], reference: Path | None, truncate_dim: 
         if result.get("error"):
             return {**result, "error": f"fork {rec.fork + 1}: {result['error']}"}
         results.append(result)
+        if tokens:
+            tokens.add(shape.get("embeddings"), f"fork {rec.fork + 1}")
         if shape.get("first_embeddings"):
             # the shape's first call (a corpus' first batch: the reference's first rows): a runtime whose
             # answers change after warm-up fails here, not only in its last call
@@ -335,10 +351,15 @@ def check_parity(forks: list[ForkRecord], reference: Path | None, truncate_dim: 
             if early.get("error"):
                 return {**early, "error": f"fork {rec.fork + 1}, first call: {early['error']}"}
             first.append(early)
+            if tokens:
+                tokens.add(shape["first_embeddings"], f"fork {rec.fork + 1}, first call")
     worst = min(results + first, key=lambda r: r["min_cosine"])
-    return {**worst, "forks_min_cosine": [r["min_cosine"] for r in results],
-            "first_call_min_cosine": min((r["min_cosine"] for r in first), default=None),
-            "reference_spread": parity.spread(ref), "reference": "torch fp32 eager"}
+    out = {**worst, "forks_min_cosine": [r["min_cosine"] for r in results],
+           "first_call_min_cosine": min((r["min_cosine"] for r in first), default=None),
+           "reference_spread": parity.spread(ref), "reference": "torch fp32 eager"}
+    if tokens:
+        out.update(tokens.worst())
+    return out
 
 
 def compare_output(path: str | None, ref, leading_rows: bool = False) -> dict:
@@ -352,11 +373,84 @@ def compare_output(path: str | None, ref, leading_rows: bool = False) -> dict:
     return parity.compare(out, ref[:len(out)] if leading_rows else ref)
 
 
+class TokenParity:
+    """The sparse and multi-vector outputs of a cell's forks against the reference's (measure/parity.py): each
+    output file is compared as it comes, the worst result of each output kept."""
+
+    def __init__(self, ref: dict, mode: str, load: Load | None):
+        self.ref, self.asked = ref, MODE_OUTPUTS[mode]
+        self.mask = load_file(str(load.path))["attention_mask"] if load is not None else None
+        self.ref_lexical = (extra.rows_of_lexical(ref[extra.LEXICAL_IDS], ref[extra.LEXICAL_WEIGHTS],
+                                                  ref[extra.LEXICAL_OFFSETS]) if extra.LEXICAL_IDS in ref else None)
+        self.sparse: list[dict] = []
+        self.colbert: list[dict] = []
+
+    def add(self, path: str | None, where: str) -> None:
+        try:
+            out = load_file(path) if path else {}
+            if self.mask is None:
+                raise KeyError("the workload's attention_mask")
+            if "sparse" in self.asked:
+                lexical = extra.rows_of_lexical(out[extra.LEXICAL_IDS], out[extra.LEXICAL_WEIGHTS],
+                                                out[extra.LEXICAL_OFFSETS])
+                result = parity.compare_sparse(out[extra.TOKEN_WEIGHTS], self.ref[extra.TOKEN_WEIGHTS], self.mask,
+                                               lexical, self.ref_lexical)
+                self.sparse.append({**result, "where": where})
+            if "colbert" in self.asked:
+                result = parity.compare_colbert(out[extra.COLBERT], self.ref[extra.COLBERT], self.mask)
+                self.colbert.append({**result, "where": where})
+        except (OSError, KeyError, TypeError) as e:
+            missing = {"error": f"{where}: could not read the token outputs or their reference: {e}"}
+            (self.sparse if "sparse" in self.asked else self.colbert).append(missing)
+
+    def worst(self) -> dict:
+        out = {}
+        if self.sparse:
+            out["sparse"] = next((r for r in self.sparse if r.get("error")), None) or max(
+                self.sparse, key=lambda r: (max(r["token_weights_max_abs_diff"], r["lexical_max_abs_diff"]),
+                                            -r["top_k_agreement"]))
+        if self.colbert:
+            out["colbert"] = next((r for r in self.colbert if r.get("error")), None) or min(
+                self.colbert, key=lambda r: r["min_cosine"] if r["min_cosine"] is not None else 2.0)
+        return out
+
+
+def output_sizes(path: str | None, mode: str, load: Load | None) -> dict:
+    """What a call of this output mode hands its user, per item (row): bytes of each output as returned, the
+    lexical entries kept, and the multi-vectors of real tokens (a user keeps those and drops the padding)."""
+    from safetensors import safe_open
+
+    out: dict = {"mode": mode, "returned": list(MODE_OUTPUTS[mode])}
+    if not path:
+        return out
+    try:
+        with safe_open(path, framework="numpy") as f:
+            shapes = {name: f.get_slice(name).get_shape() for name in f.keys()}
+        rows = shapes[extra.DENSE][0]
+    except Exception as e:  # a missing or broken file is a fact of the cell, not a reason to stop the run
+        return {**out, "error": f"could not read the outputs' shapes from {path}: {type(e).__name__}: {e}"}
+    width = {extra.LEXICAL_IDS: 8, extra.LEXICAL_OFFSETS: 8}
+    per_item = {name: int(np.prod(shape)) * width.get(name, 4) / rows for name, shape in shapes.items()}
+    out["bytes_per_item"] = per_item
+    out["bytes_per_item_total"] = sum(per_item.values())
+    if extra.LEXICAL_IDS in shapes:
+        out["lexical_entries_per_item"] = shapes[extra.LEXICAL_IDS][0] / rows
+    if extra.COLBERT in shapes and load is not None:
+        real = int((load_file(str(load.path))["attention_mask"][:, 1:] != 0).sum())
+        out["colbert_real_vectors_per_item"] = real / rows
+        out["colbert_real_bytes_per_item"] = real * shapes[extra.COLBERT][2] * 4 / rows
+    return out
+
+
 def parity_failure(p: dict, precision: str) -> str | None:
     """Why a cell's parity fails it, or None: fp32 below min cosine 0.9999, a reduced precision below its
-    floor (measure/parity.py FLOORS, docs/precision.md)."""
+    floor (measure/parity.py FLOORS, docs/precision.md), a sparse or multi-vector output beyond its fp32
+    thresholds (docs/outputs.md)."""
     if p.get("error"):
         return f"parity: {p['error']}"
+    tokens = parity.outputs_failure(p)
+    if tokens:
+        return f"parity: {tokens}"
     if precision == "fp32" and not (p["min_cosine"] >= parity.FP32_MIN_COSINE):
         return f"parity: min cosine {p['min_cosine']:.6f} < {parity.FP32_MIN_COSINE}"
     below = parity.below_floor(precision, p)
@@ -407,7 +501,7 @@ class Accuracy:
         """(corpus, embeddings path) when this runner process should make the pass, else None."""
         key = (job.runtime, job.precision)
         if (self.load is None or self.reference is None or RUNTIMES[job.runtime].is_null or job.modality != "text"
-                or key in self.asked or self.of(*key) is not None):
+                or job.outputs != "dense" or key in self.asked or self.of(*key) is not None):
             return None
         self.asked.add(key)
         return self.load, self.run_dir / "embeddings" / f"{self._name(*key)}.safetensors"

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from embedperf.measure import activity
 from embedperf.measure.machine import thread_env
+from embedperf.models.registry import MODE_OUTPUTS
 from embedperf.models.sources import SourceError, locate
 from embedperf.orchestrator.plan import ForkJob, Load, ModelPlan, Shape, corpus_lengths
 from embedperf.paths import models_dir, workloads_dir
@@ -151,28 +152,35 @@ class Executor:
     def reference_pass(self, plan: ModelPlan, loads: dict[Shape, Load],
                        accuracy: Load | None = None) -> tuple[dict[Shape, Path], Path | None]:
         """PyTorch fp32, eager attention, one call (or one corpus pass) per shape, and one pass over the accuracy
-        corpus; cached beside the prepared model. Returns each shape's reference and the accuracy corpus'."""
+        corpus; cached beside the prepared model. Returns each shape's reference and the accuracy corpus'.
+
+        A shape of an output mode beyond dense gets the reference of every output at once (mode `all`, in a pass
+        of its own): the sparse and the colbert cells of a workload compare against the same file."""
         folder = plan.prepared.folder / "references"
         folder.mkdir(exist_ok=True)
         out: dict[Shape, Path] = {}
         accuracy_ref = folder / f"{accuracy.path.parent.name}_{accuracy.path.stem}.safetensors" if accuracy else None
-        for modality in dict.fromkeys(x.modality for x in loads):
-            mine = {x: w for x, w in loads.items() if x.modality == modality}
-            missing = []
+        for modality, mode in dict.fromkeys((x.modality, "dense" if x.outputs == "dense" else "all") for x in loads):
+            mine = {x: w for x, w in loads.items()
+                    if x.modality == modality and (x.outputs == "dense") == (mode == "dense")}
+            missing: dict[Path, dict] = {}
             for x, w in mine.items():
-                path = folder / f"{w.path.parent.name}_{w.path.stem}.safetensors"
+                path = folder / f"{w.path.parent.name}_{w.path.stem}{'' if mode == 'dense' else '.' + mode}.safetensors"
                 out[x] = path
                 if not path.exists():
-                    missing.append(self.shape_entry(x, w, path))
-            if accuracy_ref and modality == "text" and not accuracy_ref.exists():
-                missing.append(accuracy_entry(accuracy, accuracy_ref))
-            if len(missing) < len(mine):
-                self.say(f"reference: reusing the cached PyTorch fp32 reference for {len(mine) - len(missing)} "
-                         f"{modality} shape(s)")
+                    missing.setdefault(path, self.shape_entry(x, w, path))
+            if accuracy_ref and modality == "text" and mode == "dense" and not accuracy_ref.exists():
+                missing[accuracy_ref] = accuracy_entry(accuracy, accuracy_ref)
+            what = f"{modality} shape(s)" + ("" if mode == "dense" else " (every output)")
+            cached = len({p for p in (out[x] for x in mine)} - set(missing))
+            if cached:
+                self.say(f"reference: reusing the cached PyTorch fp32 reference for {cached} {what}")
             if missing:
-                self.say(f"reference: PyTorch fp32 eager pass for {len(missing)} {modality} shape(s)")
-                request = self.request(plan, RUNTIMES["torch"], missing, modality, reference=True)
-                outcome = launch(RUNTIMES["torch"], request, folder, f"reference-{modality}",
+                self.say(f"reference: PyTorch fp32 eager pass for {len(missing)} {what}")
+                request = self.request(plan, RUNTIMES["torch"], list(missing.values()), modality, reference=True,
+                                       outputs=mode)
+                tag = f"reference-{modality}" + ("" if mode == "dense" else f"-{mode}")
+                outcome = launch(RUNTIMES["torch"], request, folder, tag,
                                  self.spec.timing.load_timeout + len(missing) * 1200, None, thread_env(self.threads))
                 if outcome.returncode != 0:
                     self.say(f"warning: the reference pass failed: {outcome.why()} (log {outcome.log})")
@@ -188,15 +196,16 @@ class Executor:
         return entry
 
     def request(self, plan: ModelPlan, runtime: Runtime, shapes: list[dict], modality: str = "text",
-                reference: bool = False, precision: str = "fp32") -> dict:
+                reference: bool = False, precision: str = "fp32", outputs: str = "dense") -> dict:
+        """A runner's request; `outputs` is the output mode (registry.OUTPUT_MODES) its calls return."""
         spec = plan.spec
         if runtime.artifact == "none":
             artifact = {"format": "none", "path": ""}
         else:
             prepared = plan.prepared
             artifact = {"format": runtime.artifact,
-                        "path": str(prepared.artifact_path(runtime.artifact, modality, precision)),
-                        "sha256": prepared.artifact_sha256(runtime.artifact, modality, precision)}
+                        "path": str(prepared.artifact_path(runtime.artifact, modality, precision, outputs)),
+                        "sha256": prepared.artifact_sha256(runtime.artifact, modality, precision, outputs)}
             if format_for(runtime.artifact, precision) != runtime.artifact:
                 artifact["precision"] = precision  # a quantized file: the runner checks its graph says so
             if runtime.name == "torch":
@@ -208,6 +217,10 @@ class Executor:
                  "truncate_dim": None if reference else plan.choice.truncate_dim}
         if spec.multimodal:
             model["modality"] = modality
+        if outputs != "dense":
+            model["outputs"] = list(MODE_OUTPUTS[outputs])
+            if "sparse" in model["outputs"]:
+                model["unused_token_ids"] = list(spec.unused_token_ids)
         return {
             "protocol": PROTOCOL_VERSION,
             "runtime": runtime.name,
@@ -242,13 +255,14 @@ class Executor:
             entries.append(entry)
         if accuracy:
             entries.append(accuracy_entry(*accuracy))
-        request = self.request(plan, runtime, entries, job.modality, precision=job.precision)
+        request = self.request(plan, runtime, entries, job.modality, precision=job.precision, outputs=job.outputs)
         t = self.spec.timing
         # a corpus pass is never cut short: give it room beyond the time cap
         per_shape = t.max_seconds + t.grace + (600 if self.spec.scenario == "throughput" else 0)
         timeout = t.load_timeout + len(entries) * per_shape
         tower = f"__{job.modality}" if plan.spec.multimodal else ""
-        tag = f"{plan.spec.slug}__{plan.choice.source}__{runtime.name}__{job.precision}{tower}__f{job.fork}"
+        mode = "" if job.outputs == "dense" else f"__{job.outputs}"
+        tag = f"{plan.spec.slug}__{plan.choice.source}__{runtime.name}__{job.precision}{tower}{mode}__f{job.fork}"
         before = activity.snapshot()
         outcome = launch(runtime, request, self.run_dir / "work", tag, timeout, self.spec.memory_limit_mb,
                          thread_env(self.threads), gpu=self.spec.device.startswith("cuda"))

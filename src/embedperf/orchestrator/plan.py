@@ -1,12 +1,13 @@
 """Planning: from a run spec to cells, and from cells to the order their forks run in.
 
-A cell is (model, runtime, precision, device, scenario, shape). It is measured in k forks: k
+A cell is (model, runtime, precision, device, scenario, shape); a shape also says which outputs its calls
+return (the output mode: dense, or BGE-M3's sparse / colbert / all beside it). It is measured in k forks: k
 separate runner processes, each loading the model afresh, because one process is one draw of the
 machine's fast or slow mode. A fork job is one runner process: one runtime on one tower of one
-model, timing all the shapes of that group that still need this fork. Within a model the jobs run
-in rounds, each round a seeded random permutation of the groups (A C B, B A C, ...), so drift, heat
-and a noisy neighbour fall on every runtime alike (asv's interleaving, randomised as google/benchmark
-does).
+model in one output mode (one graph), timing all the shapes of that group that still need this fork.
+Within a model the jobs run in rounds, each round a seeded random permutation of the groups (A C B,
+B A C, ...), so drift, heat and a noisy neighbour fall on every runtime alike (asv's interleaving,
+randomised as google/benchmark does).
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ DEFAULT_FORKS = {"latency": 3, "throughput": 2}
 
 @dataclass(frozen=True)
 class Shape:
-    """One cell's input: the tower it feeds, a batch size and a length; the corpus order for throughput.
+    """One cell's input: the tower it feeds, a batch size and a length; the corpus order for throughput; and the
+    output mode its calls return (registry.OUTPUT_MODES: dense, or BGE-M3's token outputs beside it).
 
     For an image tower `seq` is the image side in pixels; for a throughput corpus it is the longest item.
     """
@@ -38,15 +40,17 @@ class Shape:
     seq: int
     order: str | None = None  # throughput: sorted | unsorted
     texts: bool = False  # --text: real texts through the model's tokenizer (seq: the padded width)
+    outputs: str = "dense"
 
     def label(self, tower: bool = False) -> str:
+        mode = "" if self.outputs == "dense" else f" {self.outputs}"
         if self.order:
             return f"b{self.batch} corpus {self.order}"
         if self.texts:
-            return f"b{self.batch} s{self.seq} texts"
+            return f"b{self.batch} s{self.seq} texts" + mode
         if self.modality == "image":
             return f"b{self.batch} image {self.seq}px"
-        return f"b{self.batch} s{self.seq}" + (" text" if tower else "")
+        return f"b{self.batch} s{self.seq}" + (" text" if tower else "") + mode
 
     @property
     def size(self) -> int:
@@ -77,8 +81,8 @@ class ModelPlan:
 
 @dataclass(frozen=True)
 class ForkJob:
-    """One runner process: fork `fork` of `runtime` at one precision on one tower of a model, over `shapes`
-    (smallest first)."""
+    """One runner process: fork `fork` of `runtime` at one precision on one tower of a model in one output mode,
+    over `shapes` (smallest first)."""
 
     runtime: str
     precision: str
@@ -86,6 +90,12 @@ class ForkJob:
     fork: int
     forks: int
     shapes: tuple[Shape, ...]
+    outputs: str = "dense"
+
+    @property
+    def group(self) -> tuple[str, str, str, str]:
+        """(runtime, precision, modality, outputs): what one runner process loads."""
+        return (self.runtime, self.precision, self.modality, self.outputs)
 
 
 def forks_of(spec: RunSpec) -> int:
@@ -116,7 +126,8 @@ def text_shapes(spec: RunSpec, plan: ModelPlan) -> dict:
         for b in spec.batch:
             for s in spec.seq or [None]:
                 w = texts.ensure(plan.spec, folder, lines, spec.texts, b, s, workloads_dir())
-                plan.texts[Shape("text", b, w.seq, texts=True)] = w
+                for mode in spec.outputs:
+                    plan.texts[Shape("text", b, w.seq, texts=True, outputs=mode)] = w
     return plan.texts
 
 
@@ -130,14 +141,14 @@ def shapes_for(spec: RunSpec, plan: ModelPlan) -> list[Shape]:
         return [Shape("text", b, longest, order) for b in spec.batch for order in ("sorted", "unsorted")]
     if model.multimodal:
         return [Shape(m, b, model.seq_for(m, source)) for m in model.modalities for b in spec.batch]
-    return [Shape("text", b, s) for b in spec.batch for s in spec.seq]
+    return [Shape("text", b, s, outputs=mode) for mode in spec.outputs for b in spec.batch for s in spec.seq]
 
 
-def fork_schedule(groups: dict[tuple[str, str, str], list[Shape]], forks: int, seed: int,
+def fork_schedule(groups: dict[tuple[str, ...], list[Shape]], forks: int, seed: int,
                   needed=lambda group, shape, fork: True) -> list[ForkJob]:
     """The fork jobs of one model in run order: `forks` rounds, each a seeded shuffle of the groups.
 
-    `groups` maps (runtime, precision, modality) to its shapes; `needed(group, shape, fork)` says
+    `groups` maps (runtime, precision, modality[, outputs]) to its shapes; `needed(group, shape, fork)` says
     whether that fork of that cell still has to run (False for forks kept from an interrupted run),
     and a job with no shape left is dropped.
     """
@@ -151,6 +162,6 @@ def fork_schedule(groups: dict[tuple[str, str, str], list[Shape]], forks: int, s
             shapes = tuple(sorted((x for x in groups[group] if needed(group, x, fork)),
                                   key=lambda x: (x.size, x.batch, x.order or "")))
             if shapes:
-                runtime, precision, modality = group
-                jobs.append(ForkJob(runtime, precision, modality, fork, forks, shapes))
+                runtime, precision, modality, *mode = group
+                jobs.append(ForkJob(runtime, precision, modality, fork, forks, shapes, *mode))
     return jobs

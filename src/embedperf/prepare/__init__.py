@@ -1,6 +1,7 @@
 """Prepare a model once: reference weights, ONNX and OpenVINO exports and their int8 forms, cached by content hash.
 
-Formats: reference, onnx, openvino (fp32), onnx:int8, openvino:int8, openvino:int8w (prepare/cache.py).
+Formats: reference, onnx, openvino (fp32), onnx:int8, openvino:int8, openvino:int8w, onnx+MODE and openvino+MODE
+(an output mode's graph) (prepare/cache.py).
 
 The work runs in a subprocess (`embedperf.prepare.build`) so the orchestrator never
 imports a framework and an export's memory is returned when it ends.
@@ -51,8 +52,11 @@ def check_resources(folder: Path, params: int, formats: set[str]) -> None:
     """Refuse clearly, before exporting, when disk or memory is short."""
     weight_bytes = params * 4
     bases = {base_format(f) for f in formats}
-    # fp32 copies, plus about a quarter of one per int8 artifact
-    copies = 1 + ("onnx" in bases or "openvino" in bases) + ("openvino" in bases) + 0.3 * len(set(formats) & set(QUANTIZED))
+    # fp32 copies (an OpenVINO IR is converted from its ONNX graph; each output mode has both), plus about a
+    # quarter of one per int8 artifact
+    graphs = sum((f"onnx{m}" in bases or f"openvino{m}" in bases) + (f"openvino{m}" in bases)
+                 for m in {"", *(b[b.index("+"):] for b in bases if "+" in b)})
+    copies = 1 + graphs + 0.3 * len(set(formats) & set(QUANTIZED))
     need_disk = int(weight_bytes * copies * 1.1)
     free_disk = shutil.disk_usage(folder if folder.exists() else folder.parent).free
     if free_disk < need_disk:
@@ -78,8 +82,9 @@ def ensure_prepared(spec: ModelSpec, located: Located, formats: set[str], root: 
                     say=print) -> Prepared:
     """The prepared folder holding every requested format, built only where missing.
 
-    `formats`: any of reference, onnx, openvino, onnx:int8, openvino:int8, openvino:int8w
-    (cache.format_for(runtime.artifact, precision) names the one a cell needs). A quantized format
+    `formats`: any of reference, onnx, openvino, onnx:int8, openvino:int8, openvino:int8w, and the graphs of
+    output modes onnx+MODE, openvino+MODE (cache.format_for(runtime.artifact, precision, outputs) names the
+    one a cell needs). A quantized format
     whose recipe or tool versions changed since it was built counts as missing and is rebuilt.
     """
     unknown = {f for f in formats if f not in FORMAT_FILES and f != "none"}

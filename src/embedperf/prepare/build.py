@@ -13,9 +13,11 @@ import sys
 import time
 from pathlib import Path
 
+from embedperf.models.registry import MODE_OUTPUTS, TOKEN_HEAD_FILES
 from embedperf.models.resolve import resolve
-from embedperf.models.sources import Located, materialize, sha256_file
-from embedperf.prepare.cache import FORMAT_DIRS, MANIFEST, QUANTIZED, base_format, exporter_versions, is_current, recipe, recipe_id
+from embedperf.models.sources import Located, SourceError, materialize, materialize_token_heads, sha256_file
+from embedperf.prepare.cache import (FORMAT_DIRS, MANIFEST, MODE_FORMATS, QUANTIZED, base_format, exporter_versions,
+                                     is_current, mode_of, recipe, recipe_id)
 
 ONNX_OPSET = 18
 EXTERNAL_DATA_BYTES = 2_000_000_000  # protobuf's 2 GB limit: larger graphs keep weights beside them
@@ -36,7 +38,11 @@ def _sample_inputs(vocab_low: int, vocab_high: int):
 
 
 def export_onnx(model, spec, source: str, out: Path, param_bytes: int) -> None:
+    """The embedding graph with dynamic batch and seq; its outputs are the model's (OUTPUT_NAMES of
+    model.outputs: sentence_embedding, and for an output mode token_weights and/or colbert_vectors)."""
     import torch
+
+    from embedperf.models.embedder import OUTPUT_NAMES
 
     low, high = spec.token_scheme(source).regular
     ids, mask = _sample_inputs(low, high)
@@ -47,7 +53,8 @@ def export_onnx(model, spec, source: str, out: Path, param_bytes: int) -> None:
     # The dynamo exporter: the TorchScript one fails on Gemma3's masks in transformers 5.
     program = torch.onnx.export(
         model, (ids, mask), dynamo=True, input_names=["input_ids", "attention_mask"],
-        output_names=["sentence_embedding"],  # `embedding` collides with an internal name
+        # `embedding` collides with an internal name
+        output_names=[OUTPUT_NAMES[o] for o in getattr(model, "outputs", ("dense",))],
         dynamic_shapes={"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}},
         opset_version=ONNX_OPSET, optimize=True, verbose=False,
     )
@@ -143,6 +150,40 @@ def export_towers(spec, located, folder: Path, wanted: set, artifacts: dict, fin
         log(f"converted to OpenVINO IR (fp32) in {time.perf_counter() - t1:.1f}s")
 
 
+def export_modes(spec, located, encoder, dense, token_heads: dict, folder: Path, wanted: set, artifacts: dict,
+                 finish, params: int) -> None:
+    """The ONNX and OpenVINO graphs of each output mode asked (onnx+sparse, openvino+colbert, ...): the same
+    encoder with the mode's heads, one graph per mode (docs/outputs.md)."""
+    from embedperf.models.embedder import EmbeddingModel
+
+    modes = sorted({mode_of(f) for f in wanted if f in MODE_FORMATS})
+    for mode in modes:
+        onnx_fmt, ov_fmt = f"onnx+{mode}", f"openvino+{mode}"
+        missing = [o for o in MODE_OUTPUTS[mode] if o != "dense" and o not in token_heads]
+        if missing:
+            raise SourceError(f"{spec.name} ({located.source}) has no {' or '.join(missing)} head: its snapshot "
+                              f"lacks {', '.join(TOKEN_HEAD_FILES[o] for o in missing)}")
+        if onnx_fmt not in artifacts:
+            t1 = time.perf_counter()
+            model = EmbeddingModel(encoder, spec.pooling, dense, spec.normalize, token_heads,
+                                   MODE_OUTPUTS[mode]).eval()
+            tmp = folder / (FORMAT_DIRS[onnx_fmt] + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            export_onnx(model, spec, located.source, tmp, params * 4)
+            finish(onnx_fmt, tmp, folder / FORMAT_DIRS[onnx_fmt],
+                   {"format": "onnx", "opset": ONNX_OPSET, "exporter": "torch.onnx dynamo",
+                    "outputs": list(MODE_OUTPUTS[mode])})
+            log(f"exported ONNX of output mode {mode} in {time.perf_counter() - t1:.1f}s")
+        if ov_fmt in wanted and ov_fmt not in artifacts:
+            t1 = time.perf_counter()
+            tmp = folder / (FORMAT_DIRS[ov_fmt] + ".tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            export_openvino(folder / FORMAT_DIRS[onnx_fmt] / "model.onnx", tmp)
+            finish(ov_fmt, tmp, folder / FORMAT_DIRS[ov_fmt], {"format": "openvino ir", "weights": "fp32",
+                                                             "outputs": list(MODE_OUTPUTS[mode])})
+            log(f"converted output mode {mode} to OpenVINO IR (fp32) in {time.perf_counter() - t1:.1f}s")
+
+
 def build(job: dict) -> int:
     import torch
 
@@ -161,8 +202,10 @@ def build(job: dict) -> int:
     t0 = time.perf_counter()
     log(f"building {spec.name} from {located.source} ({located.weights} weights)")
     encoder, dense = materialize(spec, located)
+    token_heads = materialize_token_heads(spec, located)
     params = sum(p.numel() for p in encoder.parameters()) + sum(
-        t.numel() for layer in dense for t in (layer["weight"], layer["bias"]) if t is not None)
+        t.numel() for layer in [*dense, *token_heads.values()] for t in (layer["weight"], layer["bias"])
+        if t is not None)
     log(f"materialized {params / 1e6:.1f}M parameters in {time.perf_counter() - t0:.1f}s")
 
     def finish(fmt: str, tmp: Path, final: Path, entry: dict) -> None:
@@ -177,7 +220,7 @@ def build(job: dict) -> int:
     if "reference" not in artifacts:
         tmp = folder / "reference.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
-        save_reference(encoder, dense, info, tmp)
+        save_reference(encoder, dense, info, tmp, token_heads)
         finish("reference", tmp, folder / "reference", {"format": "safetensors (transformers names) + heads"})
         log("wrote reference safetensors")
 
@@ -204,6 +247,8 @@ def build(job: dict) -> int:
         export_openvino(folder / "onnx" / "model.onnx", tmp)
         finish("openvino", tmp, folder / "openvino", {"format": "openvino ir", "weights": "fp32"})
         log(f"converted to OpenVINO IR (fp32) in {time.perf_counter() - t1:.1f}s")
+    if model is not None:
+        export_modes(spec, located, encoder, dense, token_heads, folder, wanted, artifacts, finish, params)
     for fmt in QUANTIZED:
         if fmt in job["formats"] and not is_current(fmt, manifest):
             build_quantized(fmt, spec, located, folder, finish)

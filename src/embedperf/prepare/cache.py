@@ -6,9 +6,13 @@ Formats (what `ensure_prepared` is asked for and what a runner's request points 
 - `onnx:int8`: dynamic int8 quantization of the ONNX graph (onnx-int8/model.onnx), read by every
   ONNX Runtime binding;
 - `openvino:int8`: NNCF static int8, calibrated on the model's workload (openvino-int8/model.xml);
-- `openvino:int8w`: NNCF int8 weight compression (openvino-int8w/model.xml), an optional variant.
+- `openvino:int8w`: NNCF int8 weight compression (openvino-int8w/model.xml), an optional variant;
+- `onnx+MODE`, `openvino+MODE` (MODE sparse, colbert or all; BGE-M3): the fp32 graph of an output mode,
+  returning the sentence embedding and the mode's token outputs (onnx-sparse/model.onnx, ...). One graph per
+  mode, because neither ONNX Runtime nor OpenVINO skips the nodes of an output a call does not fetch: a
+  dense call on the all-outputs graph would pay for the heads (docs/outputs.md).
 
-`format_for(artifact, precision)` names the format a runner needs. Each quantized artifact records
+`format_for(artifact, precision, outputs)` names the format a runner needs. Each quantized artifact records
 its recipe and the versions of the tools that made it; a recipe or tool version that differs from
 the current one makes that artifact missing, so it is rebuilt (the fp32 ones are keyed by the folder).
 Framework-free: versions are read from package metadata, not by importing.
@@ -29,7 +33,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from embedperf.models.registry import ModelSpec
+from embedperf.models.registry import OUTPUT_MODES, ModelSpec
 from embedperf.models.sources import Located
 
 PREPARE_VERSION = 2  # bump when the exported graph changes (2: towers, nested artifact files)
@@ -42,24 +46,42 @@ FORMAT_FILES = {"reference": "reference", "onnx": "onnx/model.onnx", "openvino":
                 "onnx:int8": "onnx-int8/model.onnx", "openvino:int8": "openvino-int8/model.xml",
                 "openvino:int8w": "openvino-int8w/model.xml"}
 QUANTIZED = ("onnx:int8", "openvino:int8", "openvino:int8w")
+# the graphs of the output modes beyond dense (fp32 only: docs/outputs.md)
+MODE_FORMATS = tuple(f"{base}+{mode}" for base in ("onnx", "openvino") for mode in OUTPUT_MODES if mode != "dense")
+for _fmt in MODE_FORMATS:
+    _base, _mode = _fmt.split("+")
+    FORMAT_DIRS[_fmt] = f"{_base}-{_mode}"
+    FORMAT_FILES[_fmt] = f"{_base}-{_mode}/model.{'onnx' if _base == 'onnx' else 'xml'}"
 # rows of the calibration part of the sentence corpus (workload/sentences.py) NNCF calibrates on
 CALIBRATION_ROWS = 300
 CALIBRATION_BATCH = 10
 
 
-def format_for(artifact: str, precision: str) -> str:
-    """The prepared format a runner reading `artifact` (onnx | openvino | reference | none) needs at `precision`.
+def format_for(artifact: str, precision: str, outputs: str = "dense") -> str:
+    """The prepared format a runner reading `artifact` (onnx | openvino | reference | none) needs at `precision`
+    for output mode `outputs`.
 
     int8 ONNX and OpenVINO runners read a quantized artifact; torch quantizes the reference itself at
-    load (dynamic int8), and fp16/bf16 runs cast the fp32 artifact in the runtime.
+    load (dynamic int8), and fp16/bf16 runs cast the fp32 artifact in the runtime. An output mode beyond
+    dense has a graph of its own (fp32: the orchestrator skips its other precisions); the reference folder
+    holds every head.
     """
+    if outputs != "dense" and artifact in ("onnx", "openvino"):
+        if precision != "fp32":
+            raise ValueError(f"output mode {outputs} has no {precision} artifact (fp32 only)")
+        return f"{artifact}+{outputs}"
     if precision == "int8" and artifact in ("onnx", "openvino"):
         return f"{artifact}:int8"
     return artifact
 
 
+def mode_of(fmt: str) -> str:
+    """The output mode of a prepared format (onnx+sparse -> sparse; dense for the others)."""
+    return fmt.split(":")[0].partition("+")[2] or "dense"
+
+
 def base_format(fmt: str) -> str:
-    """The fp32 artifact a format is made from (onnx:int8 -> onnx)."""
+    """The fp32 artifact a format is made from (onnx:int8 -> onnx; an output mode's graph is its own: onnx+sparse)."""
     return fmt.split(":")[0]
 
 
@@ -142,6 +164,7 @@ def prepare_key(spec: ModelSpec, located: Located) -> str:
         "family": spec.family,
         "pooling": spec.pooling,
         "dense": [d.__dict__ for d in spec.heads(located.source)],
+        **({"token_heads": list(spec.extra_outputs)} if spec.extra_outputs else {}),
         "source": located.source,
         "identity": located.identity,
         "versions": exporter_versions(),
@@ -156,26 +179,30 @@ class Prepared:
     folder: Path
     manifest: dict
 
-    def artifact_path(self, fmt: str, modality: str | None = None, precision: str = "fp32") -> Path:
+    def artifact_path(self, fmt: str, modality: str | None = None, precision: str = "fp32",
+                      outputs: str = "dense") -> Path:
         """The file a runner opens; a multimodal model has one graph per tower (onnx/<modality>/model.onnx).
 
         `fmt` is a runtime's artifact (onnx, openvino, reference) or a prepared format (onnx:int8);
-        with `precision` int8 an onnx/openvino artifact resolves to its quantized format.
+        with `precision` int8 an onnx/openvino artifact resolves to its quantized format, with `outputs`
+        beyond dense to that output mode's graph.
         """
-        fmt = format_for(fmt, precision)
+        fmt = format_for(fmt, precision, outputs)
         path = self.folder / FORMAT_FILES[fmt]
         if modality and fmt != "reference" and self.manifest.get("towers"):
             path = path.parent / modality / path.name
         return path
 
-    def artifact_sha256(self, fmt: str, modality: str | None = None, precision: str = "fp32") -> str | None:
-        fmt = format_for(fmt, precision)
+    def artifact_sha256(self, fmt: str, modality: str | None = None, precision: str = "fp32",
+                        outputs: str = "dense") -> str | None:
+        fmt = format_for(fmt, precision, outputs)
         path = self.artifact_path(fmt, modality)
         return self.manifest["artifacts"][fmt]["files"].get(str(path.relative_to(self.folder / FORMAT_DIRS[fmt])))
 
-    def size_bytes(self, fmt: str, modality: str | None = None, precision: str = "fp32") -> int | None:
+    def size_bytes(self, fmt: str, modality: str | None = None, precision: str = "fp32",
+                   outputs: str = "dense") -> int | None:
         """Bytes on disk of what a runner loads for this format (one tower's graph or weights for a multimodal model)."""
-        path = self.artifact_path(fmt, modality, precision)
+        path = self.artifact_path(fmt, modality, precision, outputs)
         if not path.exists():
             return None
         if fmt == "reference":
@@ -186,12 +213,12 @@ class Prepared:
         # a graph plus its external data / weights beside it
         return sum(f.stat().st_size for f in path.parent.iterdir() if f.is_file())
 
-    def recipe(self, fmt: str, precision: str = "fp32") -> dict | None:
+    def recipe(self, fmt: str, precision: str = "fp32", outputs: str = "dense") -> dict | None:
         """How the artifact a runner reads was quantized (None for fp32 artifacts): recorded in the cell."""
-        return self.manifest.get("artifacts", {}).get(format_for(fmt, precision), {}).get("recipe")
+        return self.manifest.get("artifacts", {}).get(format_for(fmt, precision, outputs), {}).get("recipe")
 
-    def has(self, fmt: str, precision: str = "fp32") -> bool:
-        return format_for(fmt, precision) in self.manifest.get("artifacts", {})
+    def has(self, fmt: str, precision: str = "fp32", outputs: str = "dense") -> bool:
+        return format_for(fmt, precision, outputs) in self.manifest.get("artifacts", {})
 
     @property
     def weights_sha256(self) -> str | None:

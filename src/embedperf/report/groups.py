@@ -16,6 +16,7 @@ RUNTIME_ORDER = ["torch", "onnxruntime-python", "onnxruntime-cpp", "onnxruntime-
                  "null", "null-rust", "null-cpp"]
 PRECISION_ORDER = ["fp32", "bf16", "fp16", "int8"]
 MODALITY_ORDER = {"text": 0, "image": 1}
+OUTPUTS_ORDER = {"dense": 0, "sparse": 1, "colbert": 2, "all": 3}  # registry.OUTPUT_MODES
 CORPUS_ORDER = {None: 0, "sorted": 1, "unsorted": 2}
 BASELINE = ("torch", "fp32")  # what every speedup is measured against
 
@@ -97,7 +98,8 @@ class Setup:
 
 @dataclass(frozen=True)
 class Shape:
-    """The input of one cell: tower, batch, length (or corpus order) and Matryoshka cut."""
+    """The input of one cell: tower, batch, length (or corpus order) and Matryoshka cut; and the output mode its
+    calls return (dense, or BGE-M3's sparse / colbert / all beside it), so runtimes compare within one mode."""
 
     modality: str
     batch: int
@@ -105,12 +107,14 @@ class Shape:
     order: str | None = None
     truncate_dim: int | None = None
     tower: bool = False  # a multimodal model's tower: its length is the model's, not a choice
+    outputs: str = "dense"
 
     @classmethod
     def of(cls, doc: dict, multimodal: bool = False) -> "Shape":
         spec = doc["spec"]
         return cls(spec.get("modality") or "text", int(spec["batch"]), int(spec["seq"]), spec.get("order"),
-                   spec.get("truncate_dim"), multimodal or spec.get("modality") == "image")
+                   spec.get("truncate_dim"), multimodal or spec.get("modality") == "image",
+                   spec.get("outputs") or "dense")
 
     @property
     def label(self) -> str:
@@ -123,11 +127,12 @@ class Shape:
             text = f"{self.batch}×{self.seq} text"
         else:
             text = f"{self.batch}×{self.seq}"
-        return text + (f" d{self.truncate_dim}" if self.truncate_dim else "")
+        return (text + (f" d{self.truncate_dim}" if self.truncate_dim else "")
+                + (f" {self.outputs}" if self.outputs != "dense" else ""))
 
     def sort_key(self) -> tuple:
         return (self.order is not None, MODALITY_ORDER.get(self.modality, 9), self.batch, self.seq,
-                CORPUS_ORDER.get(self.order, 9), self.truncate_dim or 0)
+                CORPUS_ORDER.get(self.order, 9), self.truncate_dim or 0, OUTPUTS_ORDER.get(self.outputs, 9))
 
 
 def is_document(cell: dict) -> bool:

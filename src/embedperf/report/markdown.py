@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from embedperf.report.groups import (CORPUS_ORDER, MODALITY_ORDER, Machine, precision_rank, runtime_rank,
-                                     versions_line)
-from embedperf.results.store import flatten
+from embedperf.report.groups import (CORPUS_ORDER, MODALITY_ORDER, OUTPUTS_ORDER, Machine, precision_rank,
+                                     runtime_rank, versions_line)
+from embedperf.results.store import flatten, fork_series
 
 LANGUAGES = ("python", "rust", "cpp")
 
@@ -23,7 +23,8 @@ def _runtime_rank(name: str) -> int:
 
 def sort_key(row: dict):
     return (row["model"], row["source"], MODALITY_ORDER.get(row.get("modality") or "text", 9), row["batch"],
-            row["seq"], CORPUS_ORDER.get(row.get("order"), 9), _runtime_rank(row["runtime"]))
+            row["seq"], CORPUS_ORDER.get(row.get("order"), 9), OUTPUTS_ORDER.get(row.get("outputs") or "dense", 9),
+            _runtime_rank(row["runtime"]))
 
 
 def row_of(cell: dict) -> dict:
@@ -47,6 +48,8 @@ def row_of(cell: dict) -> dict:
         "harness_overhead_ns": cell.get("harness_overhead_ns"),
         "machine": _machine_label(cell),
         "flops_breakdown": (cell.get("work") or {}).get("flops_breakdown"),
+        "series": fork_series(cell) if cell.get("status") == "ok" else [],
+        "outputs_block": cell.get("outputs") or {},
     })
     return row
 
@@ -81,6 +84,8 @@ def with_shapes(rows: list[dict]) -> list[dict]:
             r["shape"] = f"{r['batch']}×{r['seq']} text"
         else:
             r["shape"] = f"{r['batch']}×{r['seq']}"
+        if (r.get("outputs") or "dense") != "dense":
+            r["shape"] += f" {r['outputs']}"
     return rows
 
 
@@ -252,8 +257,58 @@ def zero_shot_note(rows: list[dict]) -> str | None:
             f"PyTorch fp32 eager reference (max |Δp|){limit}")
 
 
+def outputs_rows(rows: list[dict]) -> tuple[list, list]:
+    """Per model, runtime, precision and shape measured in more than one output mode: each mode's median, its time
+    over the dense cell's with the 95% CI of that ratio (measure.stats.ratio_ci over both cells' forks), what it hands
+    its user per item and the loop's peak memory (docs/outputs.md)."""
+    from embedperf.measure.stats import ratio_ci
+
+    groups: dict[tuple, dict[str, dict]] = defaultdict(dict)
+    for r in rows:
+        if not r.get("order"):
+            key = (r["model"], r["source"], precision_rank(r.get("precision") or "fp32"), r.get("precision"),
+                   r.get("device"), r.get("threads"), r.get("machine") or "", r["batch"], r["seq"],
+                   bool(r.get("texts")),
+                   _runtime_rank(r["runtime"]), r["runtime"], r.get("run_id") or "")
+            groups[key][r.get("outputs") or "dense"] = r
+    headers = [("model", False), ("runtime", False), ("batch×seq", False), ("outputs", False), ("status", False),
+               ("median ms", True), ("× dense (95% CI)", True), ("out KB/item", True), ("real-token KB/item", True),
+               ("loop RSS MB", True), ("Δ loop RSS MB", True)]
+    body = []
+    for key in sorted(groups, key=lambda t: tuple(str(x) if not isinstance(x, int) else f"{x:09d}" for x in t)):
+        modes = groups[key]
+        if len(modes) < 2 and "dense" in modes:
+            continue
+        dense = modes.get("dense") or {}
+        for mode in sorted(modes, key=lambda m: OUTPUTS_ORDER.get(m, 9)):
+            r = modes[mode]
+            ratio = "–"
+            if mode == "dense":
+                ratio = "1 (base)" if r["status"] == "ok" else "–"
+            elif r["status"] == "ok" and dense.get("status") == "ok" and r.get("median_ms") and dense.get("median_ms"):
+                if r.get("series") and dense.get("series"):
+                    point, low, high = ratio_ci(r["series"], dense["series"])
+                    ratio = f"{point:.3f} ({low:.3f}–{high:.3f})"
+                else:
+                    ratio = f"{r['median_ms'] / dense['median_ms']:.3f}"
+            block = r.get("outputs_block") or {}
+            real = block.get("colbert_real_bytes_per_item")
+            if real is not None:
+                real += sum(v for k, v in (block.get("bytes_per_item") or {}).items() if k != "colbert_vectors")
+            delta = (r["loop_peak_rss_mb"] - dense["loop_peak_rss_mb"]
+                     if mode != "dense" and r.get("loop_peak_rss_mb") is not None
+                     and dense.get("loop_peak_rss_mb") is not None else None)
+            body.append((r["status"], [
+                _model_name(r), r["runtime"], f"{r['batch']}×{r['seq']}", mode, _status(r),
+                _fmt(r.get("median_ms"), ".3f"),
+                ratio, _fmt(block.get("bytes_per_item_total") / 1024 if block.get("bytes_per_item_total") else None,
+                            ".1f"), _fmt(real / 1024 if real is not None else None, ".1f"),
+                _fmt(r.get("loop_peak_rss_mb"), ".0f"), _fmt(delta, "+.0f")]))
+    return headers, body
+
+
 def sections(rows: list[dict], level: str = "##") -> list[str]:
-    """The throughput and multimodal sections as Markdown lines: empty when the rows have neither."""
+    """The throughput, multimodal and output-mode sections as Markdown lines: empty when the rows have none."""
     out = []
     headers, body = throughput_rows(rows)
     if body:
@@ -270,6 +325,15 @@ def sections(rows: list[dict], level: str = "##") -> list[str]:
         if note:
             out += ["", note]
         out += ["", md_table(headers, body), ""]
+    headers, body = outputs_rows(rows)
+    if body:
+        out += [f"{level} Output modes: the cost over dense", "",
+                "each mode returns the dense embedding too (sparse: + token weights and the lexical weights made from "
+                "them in the call; colbert: + one vector per token after CLS); × dense: the mode's median over the "
+                "dense cell's, with the 95% CI of the ratio over both cells' forks; out KB/item: what a call returns "
+                "per item, padding included; real-token KB/item: the same with the multi-vectors of real tokens only "
+                "(what a user keeps); Δ loop RSS: the timed loop's peak over the dense cell's", "",
+                md_table(headers, body), ""]
     return out
 
 

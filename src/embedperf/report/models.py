@@ -114,9 +114,10 @@ def _find(shapes: dict[Shape, dict[str, dict]], modality: str, batch: int, seq: 
           nearest: bool = False) -> tuple[Shape, dict] | None:
     """The shape at this batch and length; with `nearest`, else the length closest to it (log scale) at this batch
     (the comparison table then says which shape its figure is from)."""
+    # the plan compares the models' dense embeddings: BGE-M3's other output modes are cells of their own
     candidates = [(shape, runtimes) for shape, runtimes in shapes.items()
                   if not shape.order and not shape.truncate_dim and shape.modality == modality
-                  and shape.batch == batch]
+                  and shape.batch == batch and shape.outputs == "dense"]
     for shape, runtimes in candidates:
         if seq is None or shape.seq == seq:
             return shape, runtimes
@@ -140,7 +141,7 @@ def _fastest(shapes, modality, batch, seq, nearest: bool = False) -> Pick | None
 def _largest_batch(shapes, modality: str, seq: int | None) -> int | None:
     """The largest batch above 1 measured at this length (the stand-in when a run lacks batch 32)."""
     batches = [sh.batch for sh in shapes if sh.modality == modality and not sh.order and not sh.truncate_dim
-               and sh.batch > 1 and (seq is None or sh.seq == seq)]
+               and sh.outputs == "dense" and sh.batch > 1 and (seq is None or sh.seq == seq)]
     return max(batches) if batches else None
 
 
@@ -285,7 +286,7 @@ class _Bench:
             tower = any(sh.tower for sh in shapes)
             seq = _tower_seq(setup, modality, shapes) if tower else LATENCY_SHAPE[1]
             found.append({sh.batch for sh in shapes if sh.modality == modality and not sh.order and sh.batch > 1
-                          and sh.seq == seq and not sh.truncate_dim})
+                          and sh.seq == seq and not sh.truncate_dim and sh.outputs == "dense"})
         common = found[0] & found[1]
         return max(common) if common else None
 

@@ -59,7 +59,10 @@ def to_svg(fig, name: str) -> str:
 
 
 def _ok(rows):
-    return [r for r in rows if r["status"] == "ok" and r["median_ms"] is not None]
+    """Measured rows of the dense output: BGE-M3's other output modes have their cost table (docs/outputs.md) and
+    would put a second point of one runtime at one shape into a figure."""
+    return [r for r in rows if r["status"] == "ok" and r["median_ms"] is not None
+            and (r.get("outputs") or "dense") == "dense"]
 
 
 def _latency(rows):

@@ -108,6 +108,7 @@ class Verdict:
             "threads": s.threads, "scenario": s.scenario, "machine": s.machine.label,
             "shape": self.shape.label, "modality": self.shape.modality, "batch": self.shape.batch,
             "seq": self.shape.seq, "order": self.shape.order, "truncate_dim": self.shape.truncate_dim,
+            "outputs": self.shape.outputs,
             "of": self.of, "fastest": self.fastest, "tie": self.tie, "leanest": self.leanest,
             "baseline": None if self.baseline is None else {"runtime": BASELINE[0], "precision": BASELINE[1],
                                                             "status": self.baseline.status,

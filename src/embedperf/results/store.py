@@ -11,14 +11,17 @@ CELL_SCHEMA = "embedperf/cell/2"  # 2: measured in forks (separate runner proces
 
 def cell_id(model_slug: str, source: str, runtime: str, precision: str, device: str, scenario: str,
             batch: int, seq: int, truncate_dim: int | None = None, modality: str | None = None,
-            order: str | None = None, threads: int | None = None, texts: bool = False) -> str:
-    """A file-safe name that is unique per cell of a run (towers, corpus orders and thread budgets are their own cells)."""
+            order: str | None = None, threads: int | None = None, texts: bool = False, outputs: str = "dense") -> str:
+    """A file-safe name that is unique per cell of a run (towers, corpus orders, thread budgets and output modes are
+    their own cells; the dense mode adds nothing, so ids from before output modes stay)."""
     parts = [model_slug, source, runtime, precision, device] + ([f"t{threads}"] if threads else []) + [scenario]
     if modality:
         parts.append(modality)
     parts += [f"b{batch}", order if order else f"s{seq}"] + (["texts"] if texts else [])
     if truncate_dim:
         parts.append(f"d{truncate_dim}")
+    if outputs != "dense":
+        parts.append(outputs)
     return re.sub(r"[^A-Za-z0-9._-]", "-", "__".join(parts))
 
 
@@ -80,6 +83,7 @@ def flatten(doc: dict) -> dict:
         "batch": spec["batch"],
         "seq": spec["seq"],
         "truncate_dim": spec.get("truncate_dim"),
+        "outputs": spec.get("outputs") or "dense",
         "status": doc["status"],
         "reason": doc.get("reason"),
         "median_ms": summary.get("median_ms"),
@@ -112,6 +116,10 @@ def flatten(doc: dict) -> dict:
         "peak_rss_mb": summary.get("peak_rss_mb"),
         "loop_peak_rss_mb": summary.get("loop_peak_rss_mb"),
         "min_cosine": parity.get("min_cosine"),
+        "sparse_max_abs_diff": (parity.get("sparse") or {}).get("token_weights_max_abs_diff"),
+        "sparse_top32_agreement": (parity.get("sparse") or {}).get("top_k_agreement"),
+        "colbert_min_cosine": (parity.get("colbert") or {}).get("min_cosine"),
+        "output_bytes_per_item": (doc.get("outputs") or {}).get("bytes_per_item_total"),
         "mean_cosine": parity.get("mean_cosine"),
         "max_abs_diff": parity.get("max_abs_diff"),
         "reference_spread": parity.get("reference_spread"),

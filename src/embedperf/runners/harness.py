@@ -21,6 +21,7 @@ from safetensors.numpy import load_file, save_file
 
 from embedperf.measure.stoprule import CheckSchedule
 from embedperf.protocol import PROTOCOL_VERSION, write_json_atomic
+from embedperf.runners import outputs as extra
 from embedperf.runners.refusal import Unsupported
 
 
@@ -31,12 +32,14 @@ INPUT_DTYPES = {"input_ids": np.int64, "attention_mask": np.int64, "pixel_values
 class Engine(Protocol):
     """What a Python runner implements: load once, then embed batches."""
 
-    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray | dict[str, np.ndarray]:
         """One call: embed one batch and return float32 [rows,D] in host memory.
 
         `inputs` holds what the workload has, by name: input_ids and attention_mask
         (int64 [B,S]) for text, pixel_values (float32 [B,3,H,W]) for an image tower.
         An engine feeds the ones its model declares and fails naming any it lacks.
+        With request.model.outputs beyond dense it returns a dict of its graph outputs by
+        name (sentence_embedding, token_weights, colbert_vectors; runners/outputs.py).
         """
 
     def framework(self) -> dict:
@@ -114,9 +117,21 @@ class Loop:
     first: np.ndarray | None = None  # keep_first: a copy of the shape's first call's output
 
 
-def _copy(out) -> np.ndarray:
-    """A float32 copy of one call's output (the first call's, kept for shapes[].first_embeddings)."""
+def _copy(out):
+    """A copy of one call's output (the first call's, kept for shapes[].first_embeddings): float32 for the
+    embedding, every array as it is for a call with several outputs."""
+    if isinstance(out, dict):
+        return {name: np.array(array, copy=True) for name, array in out.items()}
     return np.array(out, dtype=np.float32, copy=True)
+
+
+def _tensors(out) -> dict[str, np.ndarray]:
+    """What an embeddings file holds for one call's output (docs/protocol.md, Files)."""
+    if not isinstance(out, dict):
+        return {extra.DENSE: np.ascontiguousarray(out, dtype=np.float32)}
+    ints = (extra.LEXICAL_IDS, extra.LEXICAL_OFFSETS)
+    return {name: np.ascontiguousarray(array, dtype=np.int64 if name in ints else np.float32)
+            for name, array in out.items()}
 
 
 def timing_loop(call, timing: dict, clock=time.perf_counter_ns, keep_first: bool = False) -> Loop:
@@ -381,6 +396,8 @@ def run(name: str, load, argv=None) -> int:
     write_json_atomic(args.result, result)
 
     truncate = request["model"].get("truncate_dim")
+    asked = tuple(request["model"].get("outputs") or ["dense"])
+    unused = np.asarray(request["model"].get("unused_token_ids") or [], dtype=np.int64)
     timing = request["timing"]
     for index, shape in enumerate(request["shapes"]):
         scenario = shape.get("scenario") or "latency"
@@ -390,12 +407,15 @@ def run(name: str, load, argv=None) -> int:
             if before_shape:
                 before_shape(index, shape)
             tensors = load_file(shape["workload"])
+            if asked != ("dense",) and scenario != "latency":
+                raise ValueError(f"scenario {scenario} takes the dense output only; model.outputs asks for "
+                                 f"{', '.join(asked)}")
             if scenario in ("throughput", "accuracy"):
                 feeds, items = corpus_inputs(tensors, shape["batch"], shape["seq"])
             else:
                 feeds, items = [latency_inputs(tensors, shape["batch"], shape["seq"])], None
             del tensors
-            calls = [_make_call(engine, inputs, truncate) for inputs in feeds]
+            calls = [_make_call(engine, inputs, truncate, asked, unused) for inputs in feeds]
             keep_first = bool(shape.get("first_embeddings"))
 
             peak = max(filter(None, [peak, vm_hwm_mb()]), default=None)
@@ -409,9 +429,13 @@ def run(name: str, load, argv=None) -> int:
             reading = vm_hwm_mb()
             peak = max(filter(None, [peak, reading]), default=None)
             loop_peak_mb, memory_method = loop_peak(reset, reading)
-            save_file({"sentence_embedding": np.ascontiguousarray(loop.out, dtype=np.float32)}, shape["embeddings"])
+            if asked != ("dense",):
+                for out in (loop.out, loop.first) if keep_first else (loop.out,):
+                    extra.check_outputs({k: v for k, v in out.items() if not k.startswith("lexical_")}, asked,
+                                        shape["batch"], shape["seq"])
+            save_file(_tensors(loop.out), shape["embeddings"])
             if keep_first:
-                save_file({"sentence_embedding": np.ascontiguousarray(loop.first)}, shape["first_embeddings"])
+                save_file(_tensors(loop.first), shape["first_embeddings"])
             entry.update(
                 first_call_s=loop.first_call_s, warmup_ns=loop.warmup_ns, samples_ns=loop.samples_ns,
                 stop_rule=loop.stop_rule, loop_s=loop.loop_s, peak_rss_mb=peak, loop_peak_rss_mb=loop_peak_mb,
@@ -435,9 +459,26 @@ def run(name: str, load, argv=None) -> int:
     return 0
 
 
-def _make_call(engine, inputs: dict, truncate: int | None):
-    """One call on one batch: the engine's embed, then Matryoshka truncation inside the call."""
+def _make_call(engine, inputs: dict, truncate: int | None, asked: tuple[str, ...] = ("dense",),
+               unused: np.ndarray | None = None):
+    """One call on one batch: the engine's embed, then inside the call Matryoshka truncation and, for a sparse
+    call, the lexical weights (what a user of that output does with the token weights)."""
     embed = engine.embed
+    if asked != ("dense",):
+        ids, mask = inputs.get("input_ids"), inputs.get("attention_mask")
+        sparse = "sparse" in asked
+
+        def call():
+            out = embed(inputs)
+            if not isinstance(out, dict):
+                raise ValueError(f"the engine returned one array; the request asks for {', '.join(asked)}")
+            if truncate:
+                out = {**out, extra.DENSE: truncate_and_normalize(out[extra.DENSE], truncate)}
+            if sparse:
+                (out[extra.LEXICAL_IDS], out[extra.LEXICAL_WEIGHTS],
+                 out[extra.LEXICAL_OFFSETS]) = extra.lexical_weights(out[extra.TOKEN_WEIGHTS], ids, mask, unused)
+            return out
+        return call
     if truncate:
         def call():
             return truncate_and_normalize(embed(inputs), truncate)

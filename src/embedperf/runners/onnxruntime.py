@@ -10,6 +10,7 @@ import onnxruntime as ort
 
 from embedperf.runners import ort_precision
 from embedperf.runners.harness import main, missing_input
+from embedperf.runners.outputs import GRAPH_OUTPUTS
 from embedperf.runners.refusal import Unsupported
 
 LEVELS = {
@@ -60,7 +61,13 @@ class OrtEngine:
                         "inter_op_num_threads": so.inter_op_num_threads,
                         "allow_spinning": spin == "1", "session_config": config, **precision}
         self.session = ort.InferenceSession(request["artifact"]["path"], sess_options=so, providers=providers)
-        self.output = self.session.get_outputs()[0].name
+        asked = request["model"].get("outputs") or ["dense"]
+        # fetched by name: an output mode's graph returns exactly its outputs, which the runner fetches all
+        self.outputs = [GRAPH_OUTPUTS[o] for o in asked] if len(asked) > 1 else [self.session.get_outputs()[0].name]
+        declared = [o.name for o in self.session.get_outputs()]
+        if sorted(declared) != sorted(self.outputs) and len(asked) > 1:
+            raise ValueError(f"the graph's outputs are {declared}, the request asks for {self.outputs}")
+        self.several = len(asked) > 1
         self.inputs = [i.name for i in self.session.get_inputs()]  # feed exactly what the graph declares
 
     def embed(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
@@ -68,7 +75,8 @@ class OrtEngine:
             feed = {name: inputs[name] for name in self.inputs}
         except KeyError as e:
             raise missing_input(e.args[0], inputs) from None
-        return self.session.run([self.output], feed)[0]
+        out = self.session.run(self.outputs, feed)
+        return dict(zip(self.outputs, out)) if self.several else out[0]
 
     def framework(self) -> dict:
         lib = library_path()

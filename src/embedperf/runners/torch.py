@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from embedperf.models.embedder import load_reference
+from embedperf.models.embedder import OUTPUT_NAMES, load_reference
 from embedperf.precision import NATIVE_FLAGS, int8_kernel, native_flag
 from embedperf.runners.harness import main
 from embedperf.runners.refusal import Unsupported
@@ -102,6 +102,9 @@ class TorchEngine:
         artifact = request["artifact"]
         self.attention = artifact.get("attention") or "sdpa"
         extra = {"modality": request["model"]["modality"]} if request["model"].get("modality") else {}
+        self.outputs = tuple(request["model"].get("outputs") or ["dense"])
+        if self.outputs != ("dense",):
+            extra["outputs"] = self.outputs
         self.model = load_reference(Path(artifact["path"]), attention=self.attention, device=str(self.dev), **extra)
         self.dtype = DTYPES.get(precision, torch.float32)  # int8: inputs and the unquantized rest stay fp32
         if precision == "int8":
@@ -130,6 +133,8 @@ class TorchEngine:
             out = self.model(**tensors)
             # .cpu() waits for the device; the explicit sync keeps that true if the copy ever becomes async
             self.sync()
+            if isinstance(out, tuple):  # an output mode: dense, then sparse and/or colbert (EmbeddingModel)
+                return {OUTPUT_NAMES[o]: t.float().cpu().numpy() for o, t in zip(self.model.outputs, out)}
             return out.float().cpu().numpy()
 
     def framework(self) -> dict:

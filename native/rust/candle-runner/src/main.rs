@@ -10,7 +10,9 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use candle_runner::{device, EmbeddingModel, Family, Modality, ModelSpec, Pooling, Precision, Refused, CANDLE_VERSION};
-use embedperf_protocol::{run, Batch, DeviceInfo, Embeddings, Engine, Framework, Request, Unsupported};
+use embedperf_protocol::{
+    run, Batch, Colbert, DeviceInfo, Embeddings, Engine, Framework, Outputs, Request, TokenWeights, Unsupported,
+};
 
 struct CandleEngine {
     model: EmbeddingModel,
@@ -54,6 +56,8 @@ impl Engine for CandleEngine {
             normalize: request.model.normalize,
             dense: request.model.dense.clone().unwrap_or_default(),
             modality: Modality::parse(request.model.modality.as_deref())?,
+            sparse: request.model.wants_sparse(),
+            colbert: request.model.wants_colbert(),
         };
         let (dev, used) = device::select(&request.device)?;
         let model = match EmbeddingModel::load(Path::new(&request.artifact.path), spec, &dev, precision) {
@@ -101,6 +105,18 @@ impl Engine for CandleEngine {
             dim: self.output_dim,
             data,
         })
+    }
+
+    fn embed_outputs(&mut self, batch: &Batch) -> anyhow::Result<Outputs> {
+        if batch.is_image() {
+            bail!("an output mode takes a text workload; this one holds pixel_values");
+        }
+        let (b, s) = (batch.batch, batch.seq);
+        let (data, tokens) = self.model.embed_outputs(&batch.input_ids, &batch.attention_mask, b, s)?;
+        let mut out = Outputs::dense(Embeddings { rows: b, dim: self.output_dim, data });
+        out.token_weights = tokens.token_weights.map(|data| TokenWeights { rows: b, seq: s, data });
+        out.colbert = tokens.colbert.map(|(data, dim)| Colbert { rows: b, tokens: s - 1, dim, data });
+        Ok(out)
     }
 
     fn framework(&self) -> Framework {

@@ -101,6 +101,10 @@ pub struct ModelSpec {
     pub dense: Vec<String>,
     /// Which tower of a multimodal family runs (`text` for the text families).
     pub modality: Modality,
+    /// BGE-M3's token heads each call also runs: the sparse head (token
+    /// weights) and the colbert head (multi-vectors); docs/outputs.md.
+    pub sparse: bool,
+    pub colbert: bool,
 }
 
 enum Backbone {
@@ -114,11 +118,21 @@ enum Backbone {
     Tower(Tower),
 }
 
+/// What an output mode's call returns beside the embedding: the token
+/// weights `[B, S]` and the multi-vectors `[B, S-1, D]`, row-major on the host.
+pub struct TokenOutputs {
+    pub token_weights: Option<Vec<f32>>,
+    pub colbert: Option<(Vec<f32>, usize)>,
+}
+
 pub struct EmbeddingModel {
     spec: ModelSpec,
     precision: Precision,
     backbone: Backbone,
     heads: Vec<Linear>,
+    /// BGE-M3's sparse head (hidden -> 1) and colbert head (hidden -> D), f32.
+    sparse: Option<Linear>,
+    colbert: Option<Linear>,
     device: Device,
     hidden_size: usize,
     /// Rope tables per sequence length (decoder families), at the model's dtype.
@@ -314,11 +328,15 @@ impl EmbeddingModel {
             }
         }
 
+        let (sparse, colbert) = token_heads(dir, &spec, device, precision, hidden_size)?;
+
         Ok(EmbeddingModel {
             spec,
             precision,
             backbone,
             heads,
+            sparse,
+            colbert,
             device: device.clone(),
             hidden_size,
             rope_cache: HashMap::new(),
@@ -460,6 +478,51 @@ impl EmbeddingModel {
         self.finish(x)
     }
 
+    /// One call of an output mode: the embeddings `[batch, output_dim]` and the
+    /// token outputs asked, from one pass over the transformer. The heads run
+    /// in f32 on the f32 hidden states, as FlagEmbedding's M3 model: sparse =
+    /// relu(h W_s^T + b_s) at every position; colbert = (h[:, 1:] W_c^T + b_c),
+    /// zero where the mask is 0, L2-normalised per vector when the model
+    /// normalises.
+    pub fn embed_outputs(
+        &mut self,
+        input_ids: &[i64],
+        attention_mask: &[i64],
+        batch: usize,
+        seq: usize,
+    ) -> Result<(Vec<f32>, TokenOutputs)> {
+        let h = self.hidden_states(input_ids, attention_mask, batch, seq)?.to_dtype(DType::F32)?;
+        let token_weights = match &self.sparse {
+            Some(head) => Some(pooling::to_host(&head.forward(&h)?.relu()?.squeeze(2)?)?),
+            None => None,
+        };
+        let colbert = match &self.colbert {
+            Some(head) if seq > 1 => {
+                let v = head.forward(&h.narrow(1, 1, seq - 1)?)?;
+                let dim = v.dim(2)?;
+                let keep: Vec<u8> = (0..batch)
+                    .flat_map(|b| attention_mask[b * seq + 1..(b + 1) * seq].iter().map(|&m| (m != 0) as u8))
+                    .collect();
+                let keep = Tensor::from_vec(keep, (batch, seq - 1, 1), h.device())?.broadcast_as(v.shape())?;
+                // a select, not a multiply: padding is exactly 0 (and stays 0 through the normalisation)
+                let mut v = keep.where_cond(&v, &v.zeros_like()?)?;
+                if self.spec.normalize {
+                    v = pooling::l2_normalize(&v)?;
+                }
+                Some((pooling::to_host(&v)?, dim))
+            }
+            Some(head) => Some((Vec::new(), head.out_features())),
+            None => None,
+        };
+        let x = match self.spec.pooling {
+            Pooling::Mean => pooling::mean(&h, attention_mask)?,
+            Pooling::Cls => pooling::cls(&h)?,
+            Pooling::Last => pooling::last(&h, attention_mask)?,
+            Pooling::Tower => unreachable!("checked at load"),
+        };
+        Ok((self.finish(x)?, TokenOutputs { token_weights, colbert }))
+    }
+
     /// One call: embeddings `[batch, output_dim]` row-major on the host.
     pub fn embed(
         &mut self,
@@ -484,13 +547,68 @@ impl EmbeddingModel {
     }
 }
 
+/// BGE-M3's token heads the spec asks for, from heads.safetensors under the
+/// names embedperf_model.json gives them (`token_heads`), in f32. Refused at a
+/// reduced precision (the heads would run at f32 on states of another dtype:
+/// not that precision's result) and for the towers (no such heads).
+fn token_heads(
+    dir: &Path,
+    spec: &ModelSpec,
+    device: &Device,
+    precision: Precision,
+    hidden: usize,
+) -> Result<(Option<Linear>, Option<Linear>)> {
+    if !spec.sparse && !spec.colbert {
+        return Ok((None, None));
+    }
+    if precision != Precision::F32 {
+        return refuse(format!(
+            "BGE-M3's sparse and colbert heads run at fp32 only here, not {}: they would compute in f32 on {} states",
+            precision.name(),
+            precision.name()
+        ));
+    }
+    if spec.family.tower().is_some() {
+        bail!("family {:?} has no sparse or colbert head", spec.family);
+    }
+    let meta: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("embedperf_model.json")).context("reading embedperf_model.json")?,
+    )?;
+    let path = dir.join("heads.safetensors");
+    let mut all = candle_core::safetensors::load(&path, device).with_context(|| format!("reading {}", path.display()))?;
+    let mut load = |output: &str, wanted: bool| -> Result<Option<Linear>> {
+        if !wanted {
+            return Ok(None);
+        }
+        let names = meta
+            .get("token_heads")
+            .and_then(|t| t.get(output))
+            .with_context(|| format!("embedperf_model.json names no {output} head (token_heads)"))?;
+        let name = |k: &str| names.get(k).and_then(Value::as_str).map(String::from);
+        let w = name("weight").context("token head without a weight")?;
+        let w = all.remove(&w).with_context(|| format!("{} has no tensor {w:?}", path.display()))?.to_dtype(DType::F32)?;
+        let (_, inp) = w.dims2()?;
+        if inp != hidden {
+            bail!("the {output} head takes {inp} inputs, the encoder gives {hidden}");
+        }
+        let b = match name("bias") {
+            Some(b) => Some(all.remove(&b).with_context(|| format!("{} has no tensor {b:?}", path.display()))?.to_dtype(DType::F32)?),
+            None => None,
+        };
+        Ok(Some(Linear::new(w, b, false)?))
+    };
+    let sparse = load("sparse", spec.sparse)?;
+    let colbert = load("colbert", spec.colbert)?;
+    Ok((sparse, colbert))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn spec(family: Family) -> ModelSpec {
         let pooling = if family.tower().is_some() { Pooling::Tower } else { Pooling::Mean };
-        ModelSpec { family, pooling, normalize: true, dense: Vec::new(), modality: Modality::Text }
+        ModelSpec { family, pooling, normalize: true, dense: Vec::new(), modality: Modality::Text, sparse: false, colbert: false }
     }
 
     fn refusal(r: Result<()>) -> String {

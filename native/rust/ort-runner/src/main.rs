@@ -26,7 +26,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use embedperf_protocol::{run, Batch, DeviceInfo, Embeddings, Engine, Framework, OrtOptions, Request};
+use embedperf_protocol::outputs::{COLBERT, TOKEN_WEIGHTS};
+use embedperf_protocol::{
+    run, Batch, Colbert, DeviceInfo, Embeddings, Engine, Framework, OrtOptions, Outputs, Request, TokenWeights,
+};
 use ort::session::builder::{GraphOptimizationLevel, SessionBuilder};
 use ort::session::{Session, SessionInputValue};
 use ort::value::TensorRef;
@@ -99,6 +102,11 @@ fn feeds<'a>(inputs: &'a [(String, Feed)], batch: &'a Batch) -> Result<Vec<(Cow<
 
 struct OrtEngine {
     session: Session,
+    /// The graph outputs each call fetches: sentence_embedding, then
+    /// token_weights and/or colbert_vectors for an output mode's graph (which
+    /// holds exactly those: docs/outputs.md).
+    sparse: bool,
+    colbert: bool,
     /// The session's declared inputs, in its order, with what feeds each.
     inputs: Vec<(String, Feed)>,
     framework: Framework,
@@ -343,6 +351,16 @@ impl Engine for OrtEngine {
         let outputs: Vec<String> = session.outputs().iter().map(|o| o.name().to_string()).collect();
         ensure!(!inputs.is_empty(), "model declares no inputs");
         ensure!(outputs.iter().any(|n| n == OUTPUT), "model has no output {OUTPUT:?} (outputs: {outputs:?})");
+        let (sparse, colbert) = (request.model.wants_sparse(), request.model.wants_colbert());
+        if sparse || colbert {
+            let mut want = vec![OUTPUT];
+            want.extend(sparse.then_some(TOKEN_WEIGHTS));
+            want.extend(colbert.then_some(COLBERT));
+            let mut have: Vec<&str> = outputs.iter().map(String::as_str).collect();
+            have.sort_unstable();
+            want.sort_unstable();
+            ensure!(have == want, "the graph's outputs are {have:?}, the request asks for {want:?}");
+        }
 
         let framework = Framework::new("onnxruntime", Some(version))
             .with("binding", format!("ort {ORT_CRATE_VERSION}"))
@@ -374,6 +392,8 @@ impl Engine for OrtEngine {
 
         Ok(OrtEngine {
             session,
+            sparse,
+            colbert,
             inputs,
             framework,
             device: DeviceInfo { requested: request.device.clone(), used, provider: Some(provider.to_string()) },
@@ -391,6 +411,34 @@ impl Engine for OrtEngine {
             other => bail!("{OUTPUT} has shape {other:?}, expected [B,D]"),
         };
         Ok(Embeddings { rows, dim, data: data.to_vec() })
+    }
+
+    /// An output mode's call: every output of its graph, copied to host vectors
+    /// as the sentence embedding is.
+    fn embed_outputs(&mut self, batch: &Batch) -> Result<Outputs> {
+        let inputs = feeds(&self.inputs, batch)?;
+        let outputs = ortc(self.session.run(inputs), "Session::run")?;
+        let (oshape, data) = ortc(outputs[OUTPUT].try_extract_tensor::<f32>(), OUTPUT)?;
+        let dense = match &oshape[..] {
+            [r, d] => Embeddings { rows: *r as usize, dim: *d as usize, data: data.to_vec() },
+            other => bail!("{OUTPUT} has shape {other:?}, expected [B,D]"),
+        };
+        let mut out = Outputs::dense(dense);
+        if self.sparse {
+            let (shape, data) = ortc(outputs[TOKEN_WEIGHTS].try_extract_tensor::<f32>(), TOKEN_WEIGHTS)?;
+            out.token_weights = match &shape[..] {
+                [r, s] => Some(TokenWeights { rows: *r as usize, seq: *s as usize, data: data.to_vec() }),
+                other => bail!("{TOKEN_WEIGHTS} has shape {other:?}, expected [B,S]"),
+            };
+        }
+        if self.colbert {
+            let (shape, data) = ortc(outputs[COLBERT].try_extract_tensor::<f32>(), COLBERT)?;
+            out.colbert = match &shape[..] {
+                [r, t, d] => Some(Colbert { rows: *r as usize, tokens: *t as usize, dim: *d as usize, data: data.to_vec() }),
+                other => bail!("{COLBERT} has shape {other:?}, expected [B,S-1,D]"),
+            };
+        }
+        Ok(out)
     }
 
     /// Called by the harness once, after the timed load: hashing the library

@@ -10,11 +10,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use clap::Parser;
 
 use crate::bootstrap;
 use crate::memory;
+use crate::outputs::{check_outputs, lexical_weights, write_outputs, Outputs};
 use crate::types::*;
 use crate::workload::{read_corpus, read_workload, write_embeddings, Batch, Embeddings};
 
@@ -24,6 +25,14 @@ pub trait Engine: Sized {
     fn load(request: &Request) -> anyhow::Result<Self>;
     /// One call: embed a batch, output in host memory (synchronised on a GPU).
     fn embed(&mut self, batch: &Batch) -> anyhow::Result<Embeddings>;
+    /// One call of a request whose `model.outputs` asks for more than the
+    /// sentence embedding: every asked output in host memory (BGE-M3's token
+    /// weights and/or multi-vectors; the harness adds the lexical weights).
+    /// The default has none to give and fails.
+    fn embed_outputs(&mut self, batch: &Batch) -> anyhow::Result<Outputs> {
+        let _ = batch;
+        Err(anyhow!("this runner returns the sentence embedding only; the request asks for more (model.outputs)"))
+    }
     /// Name and version of the framework, plus extras (library path, sha256, binding version...).
     fn framework(&self) -> Framework;
     /// Which device and provider actually ran.
@@ -236,14 +245,56 @@ fn flatten_panic<T>(r: std::thread::Result<Result<T>>) -> Result<T> {
     }
 }
 
-/// One timed call: the engine's embed plus truncation/renormalisation.
-#[inline(always)]
-fn call<E: Engine>(engine: &mut E, batch: &Batch, truncate: Option<usize>) -> Result<Embeddings> {
-    let mut e = engine.embed(batch)?;
-    if let Some(d) = truncate {
-        truncate_and_normalize(&mut e, d);
+/// What a call does beyond the engine's embed: truncation, and the extra
+/// outputs the request asks for (with the lexical weights of a sparse call).
+struct CallSpec<'a> {
+    truncate: Option<usize>,
+    extra: bool,
+    sparse: bool,
+    unused: &'a [i64],
+}
+
+impl<'a> CallSpec<'a> {
+    fn of(model: &'a ModelInfo) -> Self {
+        CallSpec {
+            truncate: model.truncate_dim,
+            extra: model.has_extra_outputs(),
+            sparse: model.wants_sparse(),
+            unused: model.unused_token_ids.as_deref().unwrap_or(&[]),
+        }
     }
-    Ok(e)
+}
+
+/// One timed call: the engine's embed plus truncation/renormalisation, and for
+/// a sparse call the lexical weights (what a user of that output does with the
+/// token weights; docs/outputs.md).
+#[inline(always)]
+fn call<E: Engine>(engine: &mut E, batch: &Batch, spec: &CallSpec) -> Result<Outputs> {
+    if !spec.extra {
+        let mut e = engine.embed(batch)?;
+        if let Some(d) = spec.truncate {
+            truncate_and_normalize(&mut e, d);
+        }
+        return Ok(Outputs::dense(e));
+    }
+    let mut out = engine.embed_outputs(batch)?;
+    if let Some(d) = spec.truncate {
+        truncate_and_normalize(&mut out.dense, d);
+    }
+    if spec.sparse {
+        if let Some(t) = &out.token_weights {
+            ensure!(t.data.len() == batch.batch * batch.seq, "token_weights is not [batch, seq]");
+            out.lexical = Some(lexical_weights(
+                &t.data,
+                &batch.input_ids,
+                &batch.attention_mask,
+                batch.batch,
+                batch.seq,
+                spec.unused,
+            ));
+        }
+    }
+    Ok(out)
 }
 
 #[inline(always)]
@@ -261,16 +312,16 @@ const MAX_PREALLOC_SAMPLES: usize = 1 << 22;
 fn warm_up<'b, E: Engine>(
     engine: &mut E,
     warmup: usize,
-    truncate: Option<usize>,
+    spec: &CallSpec,
     keep_first: bool,
     mut batch_at: impl FnMut(usize) -> &'b Batch,
-) -> Result<(Vec<u64>, Option<Embeddings>)> {
+) -> Result<(Vec<u64>, Option<Outputs>)> {
     let mut warmup_ns = Vec::with_capacity(warmup);
     let mut first = None;
     for i in 0..warmup {
         let batch = batch_at(i);
         let t0 = Instant::now();
-        let out = call(engine, batch, truncate)?;
+        let out = call(engine, batch, spec)?;
         let t1 = Instant::now();
         warmup_ns.push(nanos(t1 - t0));
         if keep_first && i == 0 {
@@ -313,12 +364,18 @@ fn check_output(out: &Embeddings, rows: usize, expected_dim: usize) -> Result<()
     Ok(())
 }
 
+/// Check a call's outputs: the sentence embedding, and exactly the extra outputs asked.
+fn check_all(out: &Outputs, model: &ModelInfo, rows: usize, seq: usize, expected_dim: usize) -> Result<()> {
+    check_output(&out.dense, rows, expected_dim)?;
+    check_outputs(out, model.wants_sparse(), model.wants_colbert(), rows, seq)
+}
+
 /// Write the first call's output where `shapes[].first_embeddings` asks.
-fn write_first(spec: &ShapeSpec, first: Option<&Embeddings>, rows: usize, expected_dim: usize) -> Result<Option<String>> {
+fn write_first(spec: &ShapeSpec, first: Option<&Outputs>, rows: usize, expected_dim: usize) -> Result<Option<String>> {
     match (&spec.first_embeddings, first) {
         (Some(path), Some(out)) => {
-            check_output(out, rows, expected_dim).context("first call")?;
-            write_embeddings(path, out)?;
+            check_output(&out.dense, rows, expected_dim).context("first call")?;
+            write_outputs(path, out)?;
             Ok(Some(path.clone()))
         }
         (Some(_), None) => Err(anyhow!("first_embeddings asked but no first call was kept")),
@@ -350,7 +407,7 @@ fn run_latency_shape<E: Engine>(
     peak: &mut Option<f64>,
 ) -> Result<ShapeResult> {
     let timing = &request.timing;
-    let truncate = request.model.truncate_dim;
+    let calls = CallSpec::of(&request.model);
     let keep_first = spec.first_embeddings.is_some();
 
     // Read the workload.
@@ -359,7 +416,7 @@ fn run_latency_shape<E: Engine>(
     engine.begin_shape(index, spec)?;
 
     // Warm-up: the first call is timed alone as first_call_s; all are kept.
-    let (warmup_ns, mut first) = warm_up(engine, timing.warmup, truncate, keep_first, |_| &batch)?;
+    let (warmup_ns, mut first) = warm_up(engine, timing.warmup, &calls, keep_first, |_| &batch)?;
 
     let max_calls = timing.max_calls.unwrap_or(usize::MAX).max(1);
     let mut samples_ns: Vec<u64> = Vec::with_capacity(sample_capacity(&warmup_ns, timing, timing.min_calls, max_calls));
@@ -381,7 +438,7 @@ fn run_latency_shape<E: Engine>(
     let mut ci_checks = 0usize;
     let loop_start = Instant::now();
     let t0 = Instant::now();
-    let mut out = call(engine, &batch, truncate)?;
+    let mut out = call(engine, &batch, &calls)?;
     let mut t1 = Instant::now();
     samples_ns.push(nanos(t1 - t0));
     if keep_first && first.is_none() {
@@ -412,7 +469,7 @@ fn run_latency_shape<E: Engine>(
         // The previous call's output is dropped here, before this call's timed span.
         drop(out);
         let t0 = Instant::now();
-        out = call(engine, &batch, truncate)?;
+        out = call(engine, &batch, &calls)?;
         t1 = Instant::now();
         samples_ns.push(nanos(t1 - t0));
     };
@@ -424,8 +481,11 @@ fn run_latency_shape<E: Engine>(
     let (loop_peak, memory_method) = memory::loop_peak(reset, reading);
 
     // The last call's output, and the first call's when asked.
-    check_output(&out, batch.batch, expected_dim)?;
-    write_embeddings(&spec.embeddings, &out)?;
+    check_all(&out, &request.model, batch.batch, batch.seq, expected_dim)?;
+    if let Some(f) = &first {
+        check_all(f, &request.model, batch.batch, batch.seq, expected_dim).context("first call")?;
+    }
+    write_outputs(&spec.embeddings, &out)?;
     let first_embeddings = write_first(spec, first.as_ref(), batch.batch, expected_dim)?;
 
     Ok(ShapeResult {
@@ -458,17 +518,22 @@ fn read_corpus_for(spec: &ShapeSpec, request: &Request) -> Result<(Vec<Batch>, u
         "scenario {} reads a text corpus; model.modality is image",
         spec.scenario()
     );
+    anyhow::ensure!(
+        !request.model.has_extra_outputs(),
+        "scenario {} takes the dense output only; model.outputs asks for more",
+        spec.scenario()
+    );
     let batches = read_corpus(&spec.workload)?;
     let items: usize = batches.iter().map(|b| b.batch).sum();
     Ok((batches, items))
 }
 
 /// Concatenate corpus outputs (one per batch, in feed order), checking each.
-fn concat_outputs(outs: &[Embeddings], batches: &[Batch], items: usize, expected_dim: usize) -> Result<Embeddings> {
+fn concat_outputs(outs: &[Outputs], batches: &[Batch], items: usize, expected_dim: usize) -> Result<Embeddings> {
     let mut data = Vec::with_capacity(items * expected_dim);
     for (i, (out, batch)) in outs.iter().zip(batches).enumerate() {
-        check_output(out, batch.batch, expected_dim).with_context(|| format!("corpus batch {i}"))?;
-        data.extend_from_slice(&out.data);
+        check_output(&out.dense, batch.batch, expected_dim).with_context(|| format!("corpus batch {i}"))?;
+        data.extend_from_slice(&out.dense.data);
     }
     Ok(Embeddings { rows: items, dim: expected_dim, data })
 }
@@ -493,21 +558,21 @@ fn run_throughput_shape<E: Engine>(
     peak: &mut Option<f64>,
 ) -> Result<ShapeResult> {
     let timing = &request.timing;
-    let truncate = request.model.truncate_dim;
+    let calls = CallSpec::of(&request.model);
     let keep_first = spec.first_embeddings.is_some();
     let (batches, items) = read_corpus_for(spec, request)?;
     let k = batches.len();
     engine.begin_shape(index, spec)?;
 
-    let (warmup_ns, mut first) = warm_up(engine, timing.warmup, truncate, keep_first, |i| &batches[i % k])?;
+    let (warmup_ns, mut first) = warm_up(engine, timing.warmup, &calls, keep_first, |i| &batches[i % k])?;
 
     // Capacity in whole passes.
     let max_calls = timing.max_calls.unwrap_or(usize::MAX).max(1);
     let capacity = sample_capacity(&warmup_ns, timing, k, max_calls.saturating_add(k)).div_ceil(k).saturating_mul(k);
     let mut samples_ns: Vec<u64> = Vec::with_capacity(capacity.min(MAX_PREALLOC_SAMPLES.max(k)));
     let mut passes_ns: Vec<u64> = Vec::new();
-    let mut current: Vec<Embeddings> = Vec::with_capacity(k);
-    let mut last_pass: Vec<Embeddings> = Vec::with_capacity(k);
+    let mut current: Vec<Outputs> = Vec::with_capacity(k);
+    let mut last_pass: Vec<Outputs> = Vec::with_capacity(k);
 
     *peak = max_opt(*peak, memory::vm_hwm_mib());
     let reset = memory::reset_hwm();
@@ -520,7 +585,7 @@ fn run_throughput_shape<E: Engine>(
     let loop_start = Instant::now();
     let t0 = Instant::now();
     let mut pass_start = t0;
-    current.push(call(engine, &batches[0], truncate)?);
+    current.push(call(engine, &batches[0], &calls)?);
     let mut t1 = Instant::now();
     samples_ns.push(nanos(t1 - t0));
     if keep_first && first.is_none() {
@@ -555,7 +620,7 @@ fn run_throughput_shape<E: Engine>(
         if i == 0 {
             pass_start = t0;
         }
-        current.push(call(engine, &batches[i], truncate)?);
+        current.push(call(engine, &batches[i], &calls)?);
         t1 = Instant::now();
         samples_ns.push(nanos(t1 - t0));
     };
@@ -607,18 +672,18 @@ fn run_accuracy_shape<E: Engine>(
     expected_dim: usize,
     peak: &mut Option<f64>,
 ) -> Result<ShapeResult> {
-    let truncate = request.model.truncate_dim;
+    let calls = CallSpec::of(&request.model);
     let (batches, items) = read_corpus_for(spec, request)?;
     engine.begin_shape(index, spec)?;
 
     let mut samples_ns: Vec<u64> = Vec::with_capacity(batches.len());
-    let mut outs: Vec<Embeddings> = Vec::with_capacity(batches.len());
+    let mut outs: Vec<Outputs> = Vec::with_capacity(batches.len());
     *peak = max_opt(*peak, memory::vm_hwm_mib());
     let reset = memory::reset_hwm();
     let loop_start = Instant::now();
     for batch in &batches {
         let t0 = Instant::now();
-        let out = call(engine, batch, truncate)?;
+        let out = call(engine, batch, &calls)?;
         let t1 = Instant::now();
         samples_ns.push(nanos(t1 - t0));
         outs.push(out);

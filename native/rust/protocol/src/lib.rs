@@ -13,10 +13,12 @@
 pub mod bootstrap;
 pub mod harness;
 pub mod memory;
+pub mod outputs;
 pub mod types;
 pub mod workload;
 
 pub use harness::{run, run_with_paths, truncate_and_normalize, write_result, Engine};
+pub use outputs::{lexical_weights, Colbert, Lexical, Outputs, TokenWeights};
 pub use types::*;
 pub use workload::{
     read_corpus, read_embeddings, read_workload, write_corpus, write_embeddings, write_workload, Batch, Embeddings,

@@ -103,12 +103,39 @@ pub struct ModelInfo {
     /// `image` (shapes read `pixel_values`; their `seq` is the image side).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modality: Option<String>,
+    /// What each call returns: `dense` (default, also when absent), and BGE-M3's
+    /// `sparse` (token weights, the harness adds the lexical weights) and/or
+    /// `colbert` (multi-vectors). docs/outputs.md.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<Vec<String>>,
+    /// With sparse: token ids the lexical weights drop (cls, eos, pad, unk).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unused_token_ids: Option<Vec<i64>>,
 }
 
 impl ModelInfo {
     /// `true` when `modality` is `image`.
     pub fn is_image(&self) -> bool {
         self.modality.as_deref() == Some("image")
+    }
+
+    fn wants(&self, output: &str) -> bool {
+        self.outputs.as_ref().is_some_and(|o| o.iter().any(|x| x == output))
+    }
+
+    /// `true` when each call also returns the sparse token weights.
+    pub fn wants_sparse(&self) -> bool {
+        self.wants("sparse")
+    }
+
+    /// `true` when each call also returns the multi-vectors.
+    pub fn wants_colbert(&self) -> bool {
+        self.wants("colbert")
+    }
+
+    /// `true` when a call returns more than the sentence embedding.
+    pub fn has_extra_outputs(&self) -> bool {
+        self.wants_sparse() || self.wants_colbert()
     }
 }
 

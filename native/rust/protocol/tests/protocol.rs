@@ -239,6 +239,8 @@ fn write_request(
             output_dim: 4,
             truncate_dim: truncate,
             modality: modality.map(String::from),
+            outputs: None,
+            unused_token_ids: None,
         },
         artifact: Artifact { format: "none".into(), path: String::new(), sha256: None, attention: None, precision: None },
         shapes: specs,
@@ -937,4 +939,93 @@ fn parses_precision_and_session_config() {
     // Values are strings.
     v["onnxruntime"]["session_config"] = serde_json::json!({"session.x": 1});
     assert!(Request::from_json(&v.to_string()).is_err());
+}
+
+/// The hand-computed case of tests/unit/test_outputs.py: two rows of 8 tokens.
+const HAND_IDS: [i64; 16] = [0, 7, 9, 7, 3, 2, 1, 1, 0, 5, 5, 8, 2, 1, 9, 9];
+const HAND_MASK: [i64; 16] = [1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0];
+const HAND_WEIGHTS: [f32; 16] = [0.9, 0.2, 0.0, 0.5, 0.7, 0.8, 0.6, 0.6, 0.4, 0.3, 0.1, -0.2, 0.9, 0.5, 0.9, 0.9];
+
+/// Returns the hand-case token weights and [B, S-1, 2] multi-vectors whose first
+/// value is the token's position.
+struct TokenFake {
+    colbert: bool,
+}
+
+impl Engine for TokenFake {
+    fn load(request: &Request) -> anyhow::Result<Self> {
+        Ok(TokenFake { colbert: request.model.wants_colbert() })
+    }
+    fn embed(&mut self, _batch: &Batch) -> anyhow::Result<Embeddings> {
+        anyhow::bail!("an output mode's request: embed_outputs is called")
+    }
+    fn embed_outputs(&mut self, batch: &Batch) -> anyhow::Result<Outputs> {
+        let (b, s) = (batch.batch, batch.seq);
+        let mut out = Outputs::dense(Embeddings { rows: b, dim: 2, data: vec![1.0; b * 2] });
+        out.token_weights = Some(TokenWeights { rows: b, seq: s, data: HAND_WEIGHTS.to_vec() });
+        if self.colbert {
+            let mut data = vec![0.0; b * (s - 1) * 2];
+            for r in 0..b {
+                for t in 1..s {
+                    if batch.attention_mask[r * s + t] != 0 {
+                        data[(r * (s - 1) + t - 1) * 2] = t as f32;
+                    }
+                }
+            }
+            out.colbert = Some(Colbert { rows: b, tokens: s - 1, dim: 2, data });
+        }
+        Ok(out)
+    }
+    fn framework(&self) -> Framework {
+        Framework::new("fake", None)
+    }
+    fn device(&self) -> DeviceInfo {
+        DeviceInfo { requested: "cpu".into(), used: "cpu".into(), provider: None }
+    }
+}
+
+fn tensor_f32(st: &safetensors::SafeTensors, name: &str) -> (Vec<usize>, Vec<f32>) {
+    let t = st.tensor(name).unwrap();
+    (t.shape().to_vec(), t.data().chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect())
+}
+
+fn tensor_i64(st: &safetensors::SafeTensors, name: &str) -> Vec<i64> {
+    st.tensor(name).unwrap().data().chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap())).collect()
+}
+
+#[test]
+fn sparse_and_colbert_through_the_harness() {
+    let d = scratch("outputs");
+    let mut lat = spec(&d, "tok", 2, 8, None);
+    write_workload(&lat.workload, &Batch::text(2, 8, HAND_IDS.to_vec(), HAND_MASK.to_vec(), vec![6, 5])).unwrap();
+    lat.first_embeddings = Some(d.join("tok.first.safetensors").display().to_string());
+    let thr = spec(&d, "thr", 3, 4, Some("throughput"));
+    write_corpus(&thr.workload, &corpus_batches(), None).unwrap();
+    let rq = write_request(&d, "tokens", timing(1, 2, 0.0, 30.0), vec![lat, thr], None, None);
+    let mut v = read_json(&rq);
+    v["model"]["outputs"] = serde_json::json!(["dense", "sparse", "colbert"]);
+    v["model"]["unused_token_ids"] = serde_json::json!([0, 1, 2, 3]);
+    v["model"]["output_dim"] = 2.into();
+    std::fs::write(&rq, v.to_string()).unwrap();
+    let rs = d.join("result.json");
+    assert_eq!(run_with_paths::<TokenFake>("fake", &rq, &rs), ExitCode::SUCCESS);
+    let r = read_json(&rs);
+    let shapes = r["shapes"].as_array().unwrap();
+    assert_eq!(shapes[0]["status"], "ok", "{}", shapes[0]);
+    // a corpus scenario returns the dense embedding only
+    assert_eq!(shapes[1]["status"], "failed");
+    assert!(shapes[1]["error"].as_str().unwrap().contains("dense output only"), "{}", shapes[1]);
+    for key in ["embeddings", "first_embeddings"] {
+        let bytes = std::fs::read(shapes[0][key].as_str().unwrap()).unwrap();
+        let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+        let (shape, tw) = tensor_f32(&st, "token_weights");
+        assert_eq!((shape, tw), (vec![2, 8], HAND_WEIGHTS.to_vec()));
+        assert_eq!(tensor_i64(&st, "lexical_ids"), vec![7, 5]);
+        assert_eq!(tensor_f32(&st, "lexical_weights").1, vec![0.5, 0.3]);
+        assert_eq!(tensor_i64(&st, "lexical_offsets"), vec![0, 1, 2]);
+        let (shape, c) = tensor_f32(&st, "colbert_vectors");
+        assert_eq!(shape, vec![2, 7, 2]);
+        assert_eq!((c[0], c[2 * 5], c[2 * 7 + 2 * 3]), (1.0, 0.0, 4.0)); // token 1; padding; row 1 token 4
+        assert_eq!(tensor_f32(&st, "sentence_embedding").0, vec![2, 2]);
+    }
 }
