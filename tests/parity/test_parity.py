@@ -16,7 +16,7 @@ CASES = [
     ("Qwen/Qwen3-Embedding-0.6B", "tiny"),
     ("BAAI/bge-m3", "tiny"),
 ]
-# BGE-M3 runs its three output modes in the one matrix run (tests/parity/test_outputs.py reads the same run)
+# BGE-M3 runs its three output modes in the one matrix run (tests/parity/test_output_parity.py reads the same run)
 OUTPUTS = {"BAAI/bge-m3": "dense,sparse,colbert"}
 
 

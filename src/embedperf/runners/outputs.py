@@ -2,7 +2,7 @@
 host-side step of a sparse call: the lexical weights (docs/outputs.md).
 
 The same rules are written in the Rust (native/rust/protocol/src/outputs.rs) and C++
-(native/cpp/src/outputs.cpp) harnesses; tests/unit/test_outputs.py holds the hand-computed case all three
+(native/cpp/src/outputs.cpp) harnesses; tests/unit/test_output_modes.py holds the hand-computed case all three
 must give.
 """
 
