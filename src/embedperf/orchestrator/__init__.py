@@ -176,6 +176,7 @@ class Orchestrator:
                        order=x.order, threads=self.threads, texts=x.texts, outputs=x.outputs)
 
     def run_model(self, plan: ModelPlan, done: set[str], index: int) -> None:
+        """Every cell of one model: refuse what cannot run, build its inputs, run the forks interleaved."""
         shapes = shapes_for(self.spec, plan)
         self.accuracy = Accuracy(self.run_dir, plan, None, None)  # its corpus is known once the model is prepared
         # a cell is (runtime, precision, shape) within this model; a group (runtime, precision, modality)
@@ -185,6 +186,21 @@ class Orchestrator:
         todo = [key for key, cid in ids.items() if cid not in done]
         if not todo:
             return
+        runnable = self.refuse(plan, todo, ids)
+        loads, references = self.inputs(plan, runnable)
+        groups: dict[tuple[str, str, str, str], list[Shape]] = {}  # what one runner process measures
+        for key in runnable:
+            name, precision, x = key
+            if plan.error and (RUNTIMES[name].artifact != "none" or not loads):
+                self.finish(plan, key, ids[key], "failed", plan.error, [], loads.get(x))
+                continue
+            groups.setdefault((name, precision, x.modality, x.outputs), []).append(x)
+        self.run_forks(plan, groups, ids, index, loads, references)
+        if plan.spec.multimodal and plan.prepared:
+            self.zero_shot(plan, references)
+
+    def refuse(self, plan: ModelPlan, todo: list[tuple[str, str, Shape]], ids: dict) -> list[tuple[str, str, Shape]]:
+        """Write the cells a runtime cannot run as `skipped` with the reason; return the others."""
         runnable = []
         for key in todo:
             runtime = RUNTIMES[key[0]]
@@ -195,6 +211,14 @@ class Orchestrator:
                 self.finish(plan, key, ids[key], "skipped", reason, [])
             else:
                 runnable.append(key)
+        return runnable
+
+    def inputs(self, plan: ModelPlan, runnable: list[tuple[str, str, Shape]]) \
+            -> tuple[dict[Shape, Load], dict[Shape, Path]]:
+        """Artifacts, workloads, the accuracy corpus and the reference pass the runnable cells need.
+
+        A workload that cannot be built marks the model's plan with the error (its cells fail with it).
+        """
         formats = {format_for(RUNTIMES[r].artifact, p, x.outputs) for r, p, x in runnable} - {"none"}
         if formats:
             self.executor.prepare(plan, formats)
@@ -210,13 +234,14 @@ class Orchestrator:
         references, accuracy_ref = self.executor.reference_pass(plan, loads, accuracy) if formats and not plan.error \
             else ({}, None)
         self.accuracy = Accuracy(self.run_dir, plan, accuracy, accuracy_ref)
-        groups: dict[tuple[str, str, str, str], list[Shape]] = {}  # what one runner process measures
-        for key in runnable:
-            name, precision, x = key
-            if plan.error and (RUNTIMES[name].artifact != "none" or not loads):
-                self.finish(plan, key, ids[key], "failed", plan.error, [], loads.get(x))
-                continue
-            groups.setdefault((name, precision, x.modality, x.outputs), []).append(x)
+        return loads, references
+
+    def run_forks(self, plan: ModelPlan, groups: dict[tuple[str, str, str, str], list[Shape]], ids: dict,
+                  index: int, loads: dict[Shape, Load], references: dict[Shape, Path]) -> None:
+        """Run the groups' forks in the seeded interleaved order; a cell is written once its forks are in.
+
+        Forks an interrupted run kept on disk are not run again.
+        """
         kept = {(r, p, x): read_forks(self.run_dir, ids[(r, p, x)]) for (r, p, *_), xs in groups.items() for x in xs}
         schedule = fork_schedule(groups, self.forks, self.spec.timing.schedule_seed + index,
                                  needed=lambda g, x, f: f not in kept[(g[0], g[1], x)])
@@ -245,8 +270,6 @@ class Orchestrator:
                 records[key][job.fork] = rec
                 self.say_fork(plan, job, x, rec)
                 self.maybe_finish(plan, key, records[key], ids, loads, references)
-        if plan.spec.multimodal and plan.prepared:
-            self.zero_shot(plan, references)
 
     def maybe_finish(self, plan: ModelPlan, key: tuple[str, str, Shape], recs: dict[int, ForkRecord], ids: dict,
                      loads: dict[Shape, Load], references: dict[Shape, Path]) -> None:
