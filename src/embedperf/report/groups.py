@@ -142,10 +142,17 @@ def is_document(cell: dict) -> bool:
 
 def multimodal_names(docs: list[dict]) -> set[str]:
     """Models among the documents with more than one tower (an image cell present, or so in the registry)."""
+    return towers_of({d["spec"]["model"] for d in docs},
+                     {d["spec"]["model"] for d in docs if d["spec"].get("modality") == "image"})
+
+
+def towers_of(models: set[str], with_image_cell: set[str]) -> set[str]:
+    """The multimodal ones among `models`: those with an image cell, and those the registry says have towers
+    (a run of only their text tower is still a tower's cells)."""
     from embedperf.models.registry import UnknownModel, get_model
 
-    out = {d["spec"]["model"] for d in docs if d["spec"].get("modality") == "image"}
-    for name in {d["spec"]["model"] for d in docs} - out:
+    out = set(with_image_cell)
+    for name in models - out:
         try:
             if get_model(name).multimodal:
                 out.add(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from embedperf.report.groups import (CORPUS_ORDER, MODALITY_ORDER, OUTPUTS_ORDER, Machine, precision_rank,
+from embedperf.report.groups import (CORPUS_ORDER, MODALITY_ORDER, OUTPUTS_ORDER, Machine, precision_rank, towers_of,
                                      runtime_rank, versions_line)
 from embedperf.results.store import flatten, fork_series
 
@@ -60,16 +60,7 @@ def _machine_label(cell: dict) -> str:
 
 def multimodal_models(rows: list[dict]) -> set[str]:
     """The models among the rows with more than one tower (an image cell present, or so in the registry)."""
-    from embedperf.models.registry import UnknownModel, get_model
-
-    out = {r["model"] for r in rows if r.get("modality") == "image"}
-    for name in {r["model"] for r in rows} - out:
-        try:
-            if get_model(name).multimodal:
-                out.add(name)
-        except UnknownModel:
-            pass
-    return out
+    return towers_of({r["model"] for r in rows}, {r["model"] for r in rows if r.get("modality") == "image"})
 
 
 def with_shapes(rows: list[dict]) -> list[dict]:
