@@ -30,7 +30,9 @@ def test_quick_calibration_measures_every_precision_through_every_engine(cache):
         assert peak["engine"] in measured
         assert calibrate.peak_for(entry, precision) == peak["peak_gflops"]
         theory = peak["theoretical_gflops"]
-        if theory:  # an upper bound from flags x clock x cores: nothing measured may pass it
+        # an upper bound from flags x max clock x cores: nothing measured may pass it. Without cpufreq (VMs)
+        # the clock is /proc/cpuinfo's nominal one and turbo passes it (337.7 > 332.8 GFLOP/s seen here)
+        if theory and entry["theoretical"][precision].get("clock_source") == "cpufreq cpuinfo_max_freq":
             assert peak["peak_gflops"] < theory
     assert entry["peak_gflops"] == entry["peaks"]["fp32"]["peak_gflops"] == entry["fp32"]["peak_gflops"]
     assert entry["peaks"]["int8"].get("unit", "GOP/s") == "GOP/s"
