@@ -184,36 +184,29 @@ def resolve_model(name: str):
 
 def parse_precisions(value) -> list[str]:
     """`fp32,bf16,int8` (or a YAML list) as a list in that order, each once; one line naming the choices."""
-    names = value.split(",") if isinstance(value, str) else list(value or [])
-    out: list[str] = []
-    for name in (str(n).strip().lower() for n in names):
-        if not name:
-            continue
-        if name not in PRECISIONS:
-            raise SpecError(f"unknown precision {name!r}; choose from: {', '.join(PRECISIONS)} (a comma-separated "
-                            "list runs each)")
-        if name not in out:
-            out.append(name)
-    if not out:
-        raise SpecError(f"no precision given; choose from: {', '.join(PRECISIONS)}")
-    return out
+    return _parse_list(value, PRECISIONS, "precision")
 
 
 def parse_outputs(value) -> list[str]:
     """`dense,sparse,colbert` (or a YAML list) as output modes in that order, each once; one line naming the
     choices."""
+    return _parse_list(value, OUTPUT_MODES, "output mode")
+
+
+def _parse_list(value, choices, what: str) -> list[str]:
+    """A comma-separated string or a YAML list of `choices`, lower-cased, in order, each once."""
     names = value.split(",") if isinstance(value, str) else list(value or [])
     out: list[str] = []
     for name in (str(n).strip().lower() for n in names):
         if not name:
             continue
-        if name not in OUTPUT_MODES:
-            raise SpecError(f"unknown output mode {name!r}; choose from: {', '.join(OUTPUT_MODES)} (a comma-separated "
+        if name not in choices:
+            raise SpecError(f"unknown {what} {name!r}; choose from: {', '.join(choices)} (a comma-separated "
                             "list runs each)")
         if name not in out:
             out.append(name)
     if not out:
-        raise SpecError(f"no output mode given; choose from: {', '.join(OUTPUT_MODES)}")
+        raise SpecError(f"no {what} given; choose from: {', '.join(choices)}")
     return out
 
 
