@@ -111,12 +111,11 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
     """The self-describing document of one cell, from its fork records (none for a cell that never ran)."""
     spec, choice, run = plan.spec, plan.choice, facts.spec
     manifest = plan.prepared.manifest if plan.prepared else {}
-    size = None
-    if plan.prepared and runtime.artifact != "none":
-        # an output mode's graph is fp32 only: its cells at another precision are skipped and read nothing
-        if x.outputs == "dense" or precision == "fp32":
-            size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None, precision,
-                                            x.outputs)
+    # an output mode's graph is fp32 only: its cells at another precision are skipped and read nothing
+    reads_artifact = bool(plan.prepared) and runtime.artifact != "none" \
+        and (x.outputs == "dense" or precision == "fp32")
+    size = plan.prepared.size_bytes(runtime.artifact, x.modality if spec.multimodal else None, precision,
+                                    x.outputs) if reads_artifact else None
     first = next((f.runner for f in forks if f.runner.get("framework")), {}) if forks else {}
     throughput = bool(x.order)
     doc: dict = {
@@ -150,8 +149,7 @@ def cell_document(facts: RunFacts, plan: ModelPlan, runtime: Runtime, precision:
             # folder, both towers, for torch and candle)
             "size_on_disk_bytes": size,
             # how a quantized artifact was made (tool, scheme, calibration, versions); None for an fp32 file
-            "quantization": plan.prepared.recipe(runtime.artifact, precision, x.outputs) if plan.prepared and
-            runtime.artifact != "none" and (x.outputs == "dense" or precision == "fp32") else None,
+            "quantization": plan.prepared.recipe(runtime.artifact, precision, x.outputs) if reads_artifact else None,
         },
         "machine": facts.machine,
         "versions": {
